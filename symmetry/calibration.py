@@ -1,0 +1,169 @@
+"""Millimetre scale from the iris (the only anatomical ruler in a face photo).
+
+The horizontal visible iris diameter is about 11.77 mm in adults
+(Emotrics default), nearly independent of age, sex and expression, and is not
+covered by the lids along the horizontal line through the iris centre.
+``mm_per_px = iris_mm / mean horizontal iris diameter in pixels``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CalibrationError, FaceTooSmallError
+from .landmarks import CONTOURS, Side
+
+__all__ = [
+    "DEFAULT_IRIS_MM",
+    "MIN_IRIS_PX",
+    "ScaleSource",
+    "Calibration",
+    "iris_diameters_px",
+    "calibrate_from_iris",
+    "manual_calibration",
+    "session_calibration",
+]
+
+#: Mean horizontal visible iris diameter of adults, mm.
+DEFAULT_IRIS_MM = 11.77
+#: Below this iris diameter (pixels) a photo is refused: 1 px would be > 5% of the scale.
+MIN_IRIS_PX = 4.0
+#: Above this relative difference between the two irises the scale is flagged.
+_IRIS_MISMATCH_FLAG = 0.10
+
+
+class ScaleSource(str, enum.Enum):
+    IRIS = "iris"  # measured on this photo
+    MANUAL = "manual"  # given by the user
+    SESSION = "session"  # carried over from the session's rest photo
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A millimetre scale and where it came from.
+
+    Attributes
+    ----------
+    mm_per_px : float
+        Millimetres per image pixel.
+    mm_per_px_uncertainty : float
+        One standard uncertainty of ``mm_per_px``, same unit (from the
+        disagreement of the two irises; 0 for a manual scale).
+    source : ScaleSource
+    iris_diameter_px : dict
+        Horizontal iris diameter per patient side, pixels (NaN when not measured).
+    iris_mm : float
+        Assumed true iris diameter, mm.
+    flags : tuple of str
+        Quality flags, e.g. ``"iris_mismatch"``.
+    """
+
+    mm_per_px: float
+    mm_per_px_uncertainty: float
+    source: ScaleSource
+    iris_diameter_px: dict[str, float]
+    iris_mm: float = DEFAULT_IRIS_MM
+    flags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mm_per_px": self.mm_per_px,
+            "mm_per_px_uncertainty": self.mm_per_px_uncertainty,
+            "source": self.source.value,
+            "iris_diameter_px": dict(self.iris_diameter_px),
+            "iris_mm": self.iris_mm,
+            "flags": list(self.flags),
+        }
+
+
+def iris_diameters_px(points_px: np.ndarray) -> dict[Side, float]:
+    """Horizontal iris diameter per patient side, pixels (medial to lateral contour point)."""
+    pts = np.asarray(points_px, dtype=float)
+    out: dict[Side, float] = {}
+    for side in (Side.RIGHT, Side.LEFT):
+        c = CONTOURS[side]
+        out[side] = float(np.hypot(*(pts[c.iris_lateral, :2] - pts[c.iris_medial, :2])))
+    return out
+
+
+def calibrate_from_iris(
+    points_px: np.ndarray,
+    *,
+    iris_mm: float = DEFAULT_IRIS_MM,
+    source: str | None = None,
+) -> Calibration:
+    """Scale from the mean horizontal iris diameter of both eyes.
+
+    Raises
+    ------
+    CalibrationError
+        If ``iris_mm`` is not positive.
+    FaceTooSmallError
+        If the irises are narrower than :data:`MIN_IRIS_PX` pixels.
+    """
+    if not (iris_mm > 0):
+        raise CalibrationError(f"`iris_mm` must be positive, got {iris_mm}")
+    diam = iris_diameters_px(points_px)
+    values = np.array(list(diam.values()))
+    mean = float(values.mean())
+    if not np.isfinite(mean) or mean < MIN_IRIS_PX:
+        raise FaceTooSmallError(
+            source,
+            f"face too small: iris is {mean:.1f} px wide, under the {MIN_IRIS_PX:.0f} px minimum; "
+            "use a closer or higher-resolution photo",
+        )
+    mm_per_px = iris_mm / mean
+    # Standard uncertainty of the mean of two readings: |d1 - d2| / 2, propagated to the scale.
+    rel = float(abs(values[0] - values[1]) / 2.0 / mean)
+    flags = ("iris_mismatch",) if abs(values[0] - values[1]) / mean > _IRIS_MISMATCH_FLAG else ()
+    return Calibration(
+        mm_per_px=mm_per_px,
+        mm_per_px_uncertainty=mm_per_px * rel,
+        source=ScaleSource.IRIS,
+        iris_diameter_px={s.value: v for s, v in diam.items()},
+        iris_mm=iris_mm,
+        flags=flags,
+    )
+
+
+def manual_calibration(mm_per_px: float) -> Calibration:
+    """A scale given by the user (e.g. from a ruler in the photo).
+
+    Raises
+    ------
+    CalibrationError
+        If ``mm_per_px`` is not a positive finite number.
+    """
+    if not (np.isfinite(mm_per_px) and mm_per_px > 0):
+        raise CalibrationError(f"`mm_per_px` must be a positive number, got {mm_per_px}")
+    return Calibration(
+        mm_per_px=float(mm_per_px),
+        mm_per_px_uncertainty=0.0,
+        source=ScaleSource.MANUAL,
+        iris_diameter_px={s.value: float("nan") for s in (Side.RIGHT, Side.LEFT)},
+    )
+
+
+def session_calibration(
+    reference: Calibration, reference_ipd_px: float, ipd_px: float
+) -> Calibration:
+    """Carry a session's scale (measured on its rest photo) to another photo.
+
+    The inter-pupil distance (IPD) in pixels transfers the scale between photos
+    taken at slightly different distances or resolutions:
+    ``mm_per_px = reference.mm_per_px * reference_ipd_px / ipd_px``.
+    """
+    if not (reference_ipd_px > 0 and ipd_px > 0):
+        raise CalibrationError("inter-pupil distance must be positive to transfer the session scale")
+    factor = reference_ipd_px / ipd_px
+    return Calibration(
+        mm_per_px=reference.mm_per_px * factor,
+        mm_per_px_uncertainty=reference.mm_per_px_uncertainty * factor,
+        source=ScaleSource.SESSION if reference.source is ScaleSource.IRIS else reference.source,
+        iris_diameter_px=dict(reference.iris_diameter_px),
+        iris_mm=reference.iris_mm,
+        flags=reference.flags,
+    )

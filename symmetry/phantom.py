@@ -1,0 +1,139 @@
+"""Phantom expressions: real faces warped by known per-side movements (ground truth).
+
+Built on :mod:`symmetry.warp`: chosen landmarks of a real photo move by an
+exactly known displacement given in the pupil frame (millimetres, x toward
+the patient's left, y up), while chosen landmarks (the other commissure, the
+irises, the other lid...) stay exactly where they are. Used by the tests, the
+validity benchmark and the sample-media generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .frame import PupilFrame, lateral_sign
+from .landmarks import CONTOURS, Side
+from .warp import displacement_at, warp_image
+
+__all__ = ["PhantomWarp", "warp_landmarks", "commissure_shift", "upper_lid_drop", "STABLE_FIXED"]
+
+#: Landmarks held still by default: irises (so the pupil frame and the scale
+#: are unchanged), nose bridge and tip.
+STABLE_FIXED: tuple[int, ...] = (468, 469, 471, 473, 474, 476, 168, 6, 4)
+
+
+@dataclass(frozen=True)
+class PhantomWarp:
+    """A warped photo and the field that made it.
+
+    Attributes
+    ----------
+    image : ndarray
+        The warped photo (same shape and dtype as the source).
+    anchors_px, displacements_px, fixed_px, sigma_px : ndarray
+        The warp's control points (pixel-centred coordinates, see :mod:`symmetry.warp`).
+    """
+
+    image: np.ndarray
+    anchors_px: np.ndarray
+    displacements_px: np.ndarray
+    fixed_px: np.ndarray
+    sigma_px: np.ndarray
+
+    def displacement_px(self, points_px: np.ndarray) -> np.ndarray:
+        """True displacement (px) of the features at ``points_px`` (MediaPipe edge-based px)."""
+        pts = np.atleast_2d(np.asarray(points_px, dtype=float))[:, :2] - 0.5
+        return displacement_at(pts, self.anchors_px, self.displacements_px, self.sigma_px, fixed_px=self.fixed_px)
+
+
+def warp_landmarks(
+    rgb: np.ndarray,
+    points_px: np.ndarray,
+    frame: PupilFrame,
+    moves_mm: Mapping[int, tuple[float, float]],
+    *,
+    fixed: Sequence[int] = STABLE_FIXED,
+    sigma_mm: float | Mapping[int, float] = 6.0,
+) -> PhantomWarp:
+    """Move landmarks of a real photo by known displacements.
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (H, W, 3)
+    points_px : ndarray of shape (478, 2+)
+        Landmarks of ``rgb`` (MediaPipe edge-based pixel coordinates).
+    frame : PupilFrame
+        The photo's pupil frame (gives the mm scale and the axes).
+    moves_mm : mapping of landmark index to (dx, dy)
+        Displacements in pupil-frame mm: ``dx`` toward the patient's left, ``dy`` up.
+    fixed : sequence of int
+        Landmarks that must not move (those also in ``moves_mm`` are skipped).
+    sigma_mm : float or mapping of landmark index to float
+        Width of each control point's influence, mm (default for all: 6 mm).
+    """
+    pts = np.asarray(points_px, dtype=float)[:, :2] - 0.5  # edge-based -> pixel-centred
+    move_ids = list(moves_mm)
+    fixed_ids = [i for i in dict.fromkeys(int(i) for i in fixed) if i not in moves_mm]
+    d_mm = np.array([moves_mm[i] for i in move_ids], dtype=float).reshape(-1, 2)
+    d_px = (d_mm[:, :1] * frame.x_axis + d_mm[:, 1:] * frame.up_axis) / frame.mm_per_px
+
+    def sig(i: int) -> float:
+        s = sigma_mm.get(i, 6.0) if isinstance(sigma_mm, Mapping) else sigma_mm
+        return float(s) / frame.mm_per_px
+
+    sigma = np.array([sig(i) for i in move_ids + fixed_ids])
+    anchors, fixed_px = pts[move_ids], pts[fixed_ids].reshape(-1, 2)
+    image = warp_image(rgb, anchors, d_px, sigma, fixed_px=fixed_px)
+    return PhantomWarp(image, anchors, d_px, fixed_px, sigma)
+
+
+def commissure_shift(
+    rgb: np.ndarray,
+    points_px: np.ndarray,
+    frame: PupilFrame,
+    side: Side,
+    lateral_mm: float,
+    up_mm: float,
+    *,
+    sigma_mm: float = 8.0,
+) -> PhantomWarp:
+    """Move one oral commissure ``lateral_mm`` outward and ``up_mm`` up; the other stays."""
+    c, o = CONTOURS[side], CONTOURS[side.other]
+    moves = {c.commissure: (lateral_sign(side) * lateral_mm, up_mm)}
+    return warp_landmarks(
+        rgb, points_px, frame, moves, fixed=(o.commissure, *STABLE_FIXED), sigma_mm=sigma_mm
+    )
+
+
+def upper_lid_drop(
+    rgb: np.ndarray,
+    points_px: np.ndarray,
+    frame: PupilFrame,
+    side: Side,
+    drop_mm: float,
+    *,
+    sigma_mm: float = 3.0,
+) -> PhantomWarp:
+    """Lower one upper-lid margin by ``drop_mm`` at mid-lid (ptosis / eye narrowing).
+
+    The three central upper-lid points move down by ``drop_mm``; the canthi,
+    the middle of the lower lid of the same eye, both irises (centre and the
+    horizontal contour points) and the middle of the other eye's lids stay
+    exactly put. The true drop at any other point is given by
+    :meth:`PhantomWarp.displacement_px`.
+    """
+    c, o = CONTOURS[side], CONTOURS[side.other]
+    mid = len(c.upper_lid) // 2
+    moves = {i: (0.0, -drop_mm) for i in c.upper_lid[mid - 1 : mid + 2]}
+    fixed = (
+        c.upper_lid[0],
+        c.upper_lid[-1],  # canthi
+        *c.lower_lid[mid - 1 : mid + 2],
+        *o.upper_lid[mid - 1 : mid + 2],
+        *o.lower_lid[mid - 1 : mid + 2],
+        *STABLE_FIXED,
+    )
+    return warp_landmarks(rgb, points_px, frame, moves, fixed=fixed, sigma_mm=sigma_mm)

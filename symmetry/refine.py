@@ -1,0 +1,236 @@
+"""Image-based refinement of measured points between a rest and an expression photo.
+
+The landmark model is a prior, not a ruler: trained on healthy faces, it pulls
+an asymmetric face toward symmetry and couples the two sides (a smile squints
+both eyes in the model's eyes). When the same patient's rest photo is
+available, symmetry therefore measures movement from the image itself: the
+points measured at rest (model positions) are tracked into the expression
+photo with pyramidal Lucas-Kanade optical flow, started from the model's own
+expression positions. The movement of a point is then the displacement of the
+skin feature under it, not the model's opinion of it.
+
+Tracking runs on a crop of the face upsampled so that the iris is about
+:data:`_TARGET_IRIS_PX` pixels wide, with a window size proportional to the
+iris; a point whose forward-backward tracking error is too large, or whose
+tracked position strays too far from the model's, keeps the model's position
+and is not reported as refined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .landmarks import CONTOURS, Side
+
+__all__ = ["REFINED_POINTS", "RefineOptions", "RefineResult", "track_points"]
+
+
+def _group(*chains: tuple[int, ...]) -> tuple[int, ...]:
+    seen: dict[int, None] = {}
+    for chain in chains:
+        for i in chain:
+            seen[int(i)] = None
+    return tuple(seen)
+
+
+_R, _L = CONTOURS[Side.RIGHT], CONTOURS[Side.LEFT]
+
+#: Point groups tracked, each with its window size in iris diameters.
+_GROUPS: dict[str, tuple[tuple[int, ...], float]] = {
+    "iris": (_group((_R.iris_center, _R.iris_medial, _R.iris_lateral, _L.iris_center, _L.iris_medial, _L.iris_lateral)), 1.0),
+    "eyelids": (_group(_R.upper_lid[1:-1], _R.lower_lid[1:-1], _L.upper_lid[1:-1], _L.lower_lid[1:-1]), 0.25),
+    "brows": (_group(_R.brow, _L.brow), 0.8),
+    "commissures": ((_R.commissure, _L.commissure), 0.4),
+    "lips": (
+        _group(
+            _R.outer_upper_lip[:-1], _R.outer_lower_lip[:-1], _L.outer_upper_lip[:-1], _L.outer_lower_lip[:-1],
+            _R.inner_upper_lip, _R.inner_lower_lip, _L.inner_upper_lip, _L.inner_lower_lip,
+        ),
+        0.6,
+    ),
+}
+
+#: Every landmark index refinement may move, by group name.
+REFINED_POINTS: dict[str, tuple[int, ...]] = {name: idx for name, (idx, _) in _GROUPS.items()}
+
+_TARGET_IRIS_PX = 32.0
+_MAX_UPSAMPLE = 6.0
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Tuning of :func:`track_points`.
+
+    Attributes
+    ----------
+    max_fb_error : float
+        Largest forward-backward error accepted, in iris diameters.
+    max_departure : float
+        Largest distance from the model's expression position accepted, in
+        iris diameters (guards against locking onto the wrong feature).
+    pyramid_levels : int
+        Pyramid levels of the Lucas-Kanade tracker.
+    """
+
+    max_fb_error: float = 0.04
+    max_departure: float = 0.8
+    pyramid_levels: int = 3
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    """Tracked expression landmarks.
+
+    Attributes
+    ----------
+    points_px : ndarray of shape (478, 3)
+        Expression landmarks, image pixels: tracked where accepted, model elsewhere.
+    refined : ndarray of bool, shape (478,)
+        Which points were moved by tracking.
+    fb_error_px : ndarray of shape (478,)
+        Forward-backward tracking error, pixels (NaN where not tracked).
+    """
+
+    points_px: np.ndarray
+    refined: np.ndarray
+    fb_error_px: np.ndarray
+
+    def refined_groups(self) -> list[str]:
+        """Names of the point groups with at least one refined point."""
+        return [name for name, idx in REFINED_POINTS.items() if self.refined[list(idx)].any()]
+
+
+#: Landmarks that move little with expression, for the coarse alignment of the two photos.
+_STABLE = (168, 6, 197, 195, 5, 4, 133, 362, 33, 263, 468, 473, 1, 2, 98, 327)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) src -> dst, as a 2x3 matrix."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    corr = np.diag([1.0, d])
+    rot = u @ corr @ vt
+    scale = float(np.trace(np.diag(sig) @ corr) / max((a**2).sum(), 1e-12))
+    m = np.empty((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+
+
+def _crop_box(points: list[np.ndarray], shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    allp = np.concatenate([p[:, :2] for p in points])
+    lo, hi = allp.min(axis=0), allp.max(axis=0)
+    pad = margin * (hi - lo).max()
+    x0, y0 = np.maximum(np.floor(lo - pad), 0).astype(int)
+    x1 = int(min(np.ceil(hi[0] + pad), shape[1]))
+    y1 = int(min(np.ceil(hi[1] + pad), shape[0]))
+    return int(x0), int(y0), x1, y1
+
+
+def _iris_px(points: np.ndarray) -> float:
+    d = [
+        np.hypot(*(points[c.iris_lateral, :2] - points[c.iris_medial, :2]))
+        for c in (CONTOURS[Side.RIGHT], CONTOURS[Side.LEFT])
+    ]
+    return float(np.mean(d))
+
+
+def track_points(
+    rest_rgb: np.ndarray,
+    rest_points_px: np.ndarray,
+    expression_rgb: np.ndarray,
+    expression_points_px: np.ndarray,
+    options: RefineOptions | None = None,
+) -> RefineResult:
+    """Track the measured rest points into the expression photo.
+
+    Parameters
+    ----------
+    rest_rgb, expression_rgb : ndarray of shape (H, W, 3), uint8
+        The two photos (sizes may differ).
+    rest_points_px, expression_points_px : ndarray of shape (478, 3)
+        Model landmarks of each photo, image pixels (MediaPipe edge-based
+        coordinates, ``x_norm * width``).
+
+    Returns
+    -------
+    RefineResult
+        The expression landmarks with every accepted tracked point replaced by
+        its tracked position (pixels of the expression photo).
+    """
+    options = options or RefineOptions()
+    rest_pts = np.asarray(rest_points_px, dtype=np.float64)
+    expr_pts = np.asarray(expression_points_px, dtype=np.float64)
+    iris = max(_iris_px(rest_pts), 1.0)
+    up = float(np.clip(_TARGET_IRIS_PX / iris, 1.0, _MAX_UPSAMPLE))
+
+    # One canvas for both photos: the rest photo's face crop, upsampled; the
+    # expression photo is brought onto it by a similarity fitted on stable points.
+    x0, y0, x1, y1 = _crop_box([rest_pts], rest_rgb.shape[:2], 0.15)
+    size = (int(np.ceil((x1 - x0) * up)), int(np.ceil((y1 - y0) * up)))
+    # centred rest pixel r -> canvas j = up * (r + 0.5 - (x0, y0)) - 0.5
+    t_rest = np.array([[up, 0.0, up * (0.5 - x0) - 0.5], [0.0, up, up * (0.5 - y0) - 0.5]])
+    sim = _similarity(expr_pts[list(_STABLE), :2], rest_pts[list(_STABLE), :2])  # expr edge -> rest edge
+    # centred expression pixel e -> centred rest pixel sim(e + 0.5) - 0.5 -> canvas
+    sim_c = sim.copy()
+    sim_c[:, 2] += sim[:, :2] @ np.array([0.5, 0.5]) - 0.5
+    t_expr = (np.vstack([t_rest, [0, 0, 1]]) @ np.vstack([sim_c, [0, 0, 1]]))[:2]
+    rest_img = cv2.warpAffine(_gray(rest_rgb), t_rest, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    expr_img = cv2.warpAffine(_gray(expression_rgb), t_expr, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    t_expr_inv = cv2.invertAffineTransform(t_expr)
+
+    def apply(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return p @ t[:, :2].T + t[:, 2]
+
+    def to_canvas_rest(p: np.ndarray) -> np.ndarray:
+        return apply(t_rest, p[:, :2] - 0.5).astype(np.float32)
+
+    def to_canvas_expr(p: np.ndarray) -> np.ndarray:
+        return apply(t_expr, p[:, :2] - 0.5).astype(np.float32)
+
+    def from_canvas_expr(q: np.ndarray) -> np.ndarray:
+        return apply(t_expr_inv, q.astype(np.float64)) + 0.5
+
+    out = expr_pts.copy()
+    refined = np.zeros(len(expr_pts), dtype=bool)
+    fb_err = np.full(len(expr_pts), np.nan)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.003)
+    iris_up = iris * up
+    for _name, (idx, win_iris) in _GROUPS.items():
+        ids = np.array(idx)
+        p0 = to_canvas_rest(rest_pts[ids])
+        guess = to_canvas_expr(expr_pts[ids])
+        win = int(max(7, round(win_iris * iris_up)) | 1)
+        p1, st1, _ = cv2.calcOpticalFlowPyrLK(
+            rest_img, expr_img, p0.reshape(-1, 1, 2), guess.reshape(-1, 1, 2).copy(),
+            winSize=(win, win), maxLevel=options.pyramid_levels, criteria=criteria,
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        )
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(
+            expr_img, rest_img, p1, p0.reshape(-1, 1, 2).copy(),
+            winSize=(win, win), maxLevel=options.pyramid_levels, criteria=criteria,
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        )
+        p1 = p1.reshape(-1, 2)
+        fb = np.hypot(*(back.reshape(-1, 2) - p0).T) / up
+        tracked = from_canvas_expr(p1)
+        departure = np.hypot(*(tracked - expr_pts[ids, :2]).T)
+        ok = (
+            (st1.ravel() == 1)
+            & (st2.ravel() == 1)
+            & (fb <= options.max_fb_error * iris)
+            & (departure <= options.max_departure * iris)
+        )
+        out[ids[ok], :2] = tracked[ok]
+        refined[ids[ok]] = True
+        fb_err[ids] = fb
+    return RefineResult(points_px=out, refined=refined, fb_error_px=fb_err)
