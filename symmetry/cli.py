@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -19,6 +20,10 @@ from typing import Sequence, TextIO
 
 from . import __version__
 from .errors import InputError, SymmetryError
+
+#: Modules that add subcommands: each has ``add_parsers(subparsers)``, and every
+#: parser it adds sets ``func`` (``args -> exit code``) with ``set_defaults``.
+_COMMAND_MODULES: tuple[str, ...] = ()
 
 EXIT_OK = 0
 EXIT_OTHER = 1
@@ -60,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
     m.add_argument("--annotate", metavar="OUT", help="write the annotated photo (PNG/JPEG); with several photos, the photo name is appended")
     m.add_argument("--model", metavar="TASK", help="another face_landmarker.task model file")
+    m.set_defaults(func=_measure)
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).add_parsers(sub)
     return parser
 
 
@@ -181,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        if args.command == "measure":
-            return _measure(args)
+        return int(args.func(args))
     except SymmetryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT if isinstance(exc, InputError) else EXIT_OTHER
@@ -192,7 +199,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Exception as exc:  # never a traceback for a clinician
         print(f"error: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
         return EXIT_OTHER
-    return EXIT_OTHER
 
 
 if __name__ == "__main__":  # pragma: no cover
