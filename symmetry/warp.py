@@ -89,7 +89,8 @@ _COARSE_STEPS_PER_SIGMA = 8
 _CHUNK = 32768
 #: Largest accepted condition number of the interpolation matrix.
 _MAX_CONDITION = 1e8
-#: Largest accepted error of the field at the control points after solving, px.
+#: Largest accepted error of the field at the control points after solving,
+#: px per px of the largest displacement (at least 1 px).
 _MAX_INTERPOLATION_ERROR_PX = 1e-10
 
 
@@ -125,7 +126,9 @@ class _Field:
         try:
             disp = np.asarray(displacements_px, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"`displacements_px` must be an array of (dx, dy) pixels: {exc}") from exc
+            raise ValueError(
+                f"`displacements_px` must be an array of (dx, dy) pixels: {exc}"
+            ) from exc
         if disp.shape != anchors.shape:
             raise ValueError(
                 f"`displacements_px` must have shape (K, 2) like `anchors_px` "
@@ -175,8 +178,9 @@ class _Field:
             )
         rhs = np.concatenate([disp, np.zeros((m, 2))], axis=0)
         coef = np.linalg.solve(phi, rhs)
+        coef += np.linalg.solve(phi, rhs - phi @ coef)  # one step of iterative refinement
         err = float(np.abs(phi @ coef - rhs).max())
-        if err > _MAX_INTERPOLATION_ERROR_PX:
+        if err > _MAX_INTERPOLATION_ERROR_PX * max(1.0, float(np.abs(disp).max())):
             raise ValueError(
                 f"the field cannot be made exact at the control points (error {err:.3g} px); "
                 "move control points apart or narrow `sigma_px`"
@@ -184,7 +188,6 @@ class _Field:
         self.centres = centres
         self.sigma = sig
         self.coef = coef
-        self.n_anchors = k
 
     # ..................................................................... #
     def evaluate(
@@ -192,8 +195,8 @@ class _Field:
     ) -> tuple[NDArray[np.float64], ...]:
         """``D`` (and its Jacobian) at points ``(x, y)`` (1-D arrays, px).
 
-        Returns ``(dx, dy)`` or ``(dx, dy, jxx, jxy, jyx, jyy)`` where
-        ``jxy = d(D_x)/dy``, all of the shape of ``x``.
+        Returns ``(dx, dy)`` or ``(dx, dy, jxx, jxy, jyx, jyy)``, 1-D arrays
+        like ``x``, where ``jxy = d(D_x)/dy``.
         """
         x = np.ascontiguousarray(x, dtype=np.float64).ravel()
         y = np.ascontiguousarray(y, dtype=np.float64).ravel()
@@ -392,9 +395,13 @@ def warp_image(
     Notes
     -----
     Cost is proportional to the area of the box around the control points
-    (about +- 4-5 sigma) and to the number of control points: on a 1280x720
-    RGB image with 7 control points, about 0.15 s for sigma = 20-30 px and
-    0.5 s for sigma = 60 px (when the box covers most of the image).
+    (about +- 4-5 sigma) and to the number of control points. Measured on a
+    1280x720 uint8 RGB portrait with 3 anchors and 3 fixed points (2-core
+    machine): 0.04 s at sigma = 10 px, 0.1 s at 20 px, 0.2 s at 30 px and
+    0.5 s at 60 px, where the box covers most of the image.
+
+    Images of at most 16 bits per value, and float32 images, are interpolated
+    in float32 (relative error ~1e-7); others in float64.
     """
     img = np.asarray(image)
     if img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
@@ -488,7 +495,7 @@ def _check_no_fold(
 def _backward_map(
     field: _Field, x0: int, x1: int, y0: int, y1: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Source point ``p`` with ``p + D(p) = q`` for every pixel ``q`` of the box, flattened row-major.
+    """Source ``p`` with ``p + D(p) = q`` for every pixel ``q`` of the box, flattened row-major.
 
     Newton's method is run exactly on a coarse grid (step ~ sigma / 8), the
     backward displacement ``p - q`` is interpolated to every pixel (cubic),
@@ -504,7 +511,9 @@ def _backward_map(
         yc = y0 + step * np.arange(-1, (y1 - y0) // step + 3, dtype=np.float64)
         dxc, dyc = field.evaluate_grid(xc, yc)[:2]
         qyc, qxc = np.meshgrid(yc, xc, indexing="ij")
-        pxc, pyc = _invert(field, qxc.ravel(), qyc.ravel(), (qxc - dxc).ravel(), (qyc - dyc).ravel())
+        pxc, pyc = _invert(
+            field, qxc.ravel(), qyc.ravel(), (qxc - dxc).ravel(), (qyc - dyc).ravel()
+        )
         bx = (pxc - qxc.ravel()).reshape(qxc.shape)
         by = (pyc - qyc.ravel()).reshape(qyc.shape)
         wx = _cubic_matrix(xs, xc[0], step, xc.size)
@@ -590,7 +599,7 @@ def _invert(
 
 
 def _keys_weights(t: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
-    """Keys (a = -0.5) cubic-convolution weights of the taps at -1, 0, 1, 2 for offset ``t`` in [0, 1)."""
+    """Keys (a = -0.5) cubic weights of the taps at -1, 0, 1, 2 for offsets ``t`` in [0, 1)."""
     t2 = t * t
     t3 = t2 * t
     w0 = -0.5 * t3 + t2 - 0.5 * t
