@@ -29,8 +29,9 @@ __all__ = [
 
 #: Mean horizontal visible iris diameter of adults, mm.
 DEFAULT_IRIS_MM = 11.77
-#: Below this iris diameter (pixels) a photo is refused: 1 px would be > 5% of the scale.
-MIN_IRIS_PX = 4.0
+#: Below this horizontal iris diameter (pixels) a photo is refused: one pixel would
+#: then be over 2 mm, the perception threshold of an eyelid asymmetry.
+MIN_IRIS_PX = 6.0
 #: Above this relative difference between the two irises the scale is flagged.
 _IRIS_MISMATCH_FLAG = 0.10
 

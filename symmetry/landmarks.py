@@ -370,6 +370,67 @@ class Landmarker:
             raise NoFaceError(source, "no face found")
         return face
 
+    def detect_averaged(
+        self,
+        image: np.ndarray,
+        *,
+        source: str | None = None,
+        angles_deg: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0, 10.0),
+        flip: bool = True,
+    ) -> FaceLandmarks:
+        """Landmarks averaged over small rotations and the mirror image (IMAGE mode).
+
+        The model's error depends on the exact pixels it sees; averaging its
+        answers over in-plane rotations of the photo (about its centre) and
+        over the horizontally flipped photo (landmarks mapped back with the
+        left-right mirror map) halves the spread of static measures under
+        rotation and makes them exactly mirror-consistent: a mirrored photo
+        gives the same values with the sides swapped. Blendshapes, head pose
+        and face count come from the unaltered photo.
+
+        Raises
+        ------
+        NoFaceError
+            If no face is found in the unaltered photo.
+        """
+        import cv2
+
+        from ._mirror import MIRROR
+
+        base = self.detect(image, source=source)
+        h, w = image.shape[:2]
+        # Rotate about the image centre: the set of passes of a mirrored photo is then
+        # exactly the mirror of the set of passes of the photo itself.
+        centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+        flip_m = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        passes = []
+        for mirrored in (False, True) if flip else (False,):
+            for angle in angles_deg:
+                m = np.vstack([cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, 1.0), [0, 0, 1]])
+                if mirrored:
+                    m = m @ flip_m
+                if not mirrored and angle == 0.0:
+                    pts = base.points_px
+                else:
+                    warped = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+                    face = self._run(warped, None)
+                    if face is None:
+                        continue
+                    inv = cv2.invertAffineTransform(m[:2])
+                    pts = face.points_px.copy()
+                    pts[:, :2] = (pts[:, :2] - 0.5) @ inv[:, :2].T + inv[:, 2] + 0.5
+                    if mirrored:
+                        pts = pts[MIRROR]
+                passes.append(pts)
+        return FaceLandmarks(
+            points_px=np.mean(passes, axis=0),
+            image_size=base.image_size,
+            blendshapes=base.blendshapes,
+            transform=base.transform,
+            head_pose_deg=base.head_pose_deg,
+            n_faces=base.n_faces,
+        )
+
     def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> FaceLandmarks | None:
         """Landmarks of the largest face in one video frame, or ``None`` when there is no face.
 

@@ -1,0 +1,158 @@
+"""The photo engine on real portraits, against ground truth made by exact warps."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from symmetry.errors import FaceTooSmallError, NoFaceError
+from symmetry.landmarks import Side
+from symmetry.measures import STATIC_MEASURES
+from symmetry.phantom import commissure_shift
+from symmetry.photo import PhotoOptions, measure_photo
+
+#: Vertical measures (perpendicular to the inter-pupil line), mm.
+VERTICAL = (
+    "commissure_y",
+    "palpebral_fissure_height",
+    "mrd1",
+    "mrd2",
+    "brow_height",
+    "upper_lip_height",
+    "lower_lip_height",
+    "interlabial_gap",
+)
+SWAP = {"left": "right", "right": "left"}
+
+
+@pytest.fixture(scope="module")
+def baseline(portraits, landmarker):
+    return {name: measure_photo(img, landmarker=landmarker) for name, img in portraits.items()}
+
+
+@pytest.mark.parametrize("face", ["astronaut", "obama"])
+@pytest.mark.parametrize("mm, angle_deg", [(2.0, 0.0), (3.0, 45.0), (4.0, 90.0), (3.0, -30.0)])
+def test_known_commissure_displacement_is_recovered_on_its_side(face, mm, angle_deg, portraits, landmarker, baseline):
+    rest = baseline[face]
+    a = np.radians(angle_deg)
+    warp = commissure_shift(
+        portraits[face], rest.points_px, rest.frame, Side.LEFT, mm * np.cos(a), mm * np.sin(a)
+    )
+    r = measure_photo(warp.image, rest=portraits[face], landmarker=landmarker)
+    moved = r.value("commissure_movement", "left")
+    assert moved == pytest.approx(mm, rel=0.10)  # the issue asks 30%; we hold 10%
+    assert r.value("commissure_movement_angle", "left") == pytest.approx(angle_deg, abs=6.0)
+    assert r.value("commissure_movement", "right") < 0.3  # the untouched side stays
+    assert "commissures" in r.refined
+
+
+def test_without_refinement_the_model_under_reports(portraits, landmarker, baseline):
+    """Documents why refinement exists: the raw model shrinks a one-sided movement."""
+    rest = baseline["astronaut"]
+    warp = commissure_shift(portraits["astronaut"], rest.points_px, rest.frame, Side.LEFT, 3.0, 0.0)
+    raw = measure_photo(warp.image, rest=portraits["astronaut"], landmarker=landmarker,
+                        options=PhotoOptions(refine=False))
+    refined = measure_photo(warp.image, rest=portraits["astronaut"], landmarker=landmarker)
+    err_raw = abs(raw.value("commissure_movement", "left") - 3.0)
+    err_ref = abs(refined.value("commissure_movement", "left") - 3.0)
+    assert err_ref < 0.5 * err_raw
+
+
+@pytest.mark.parametrize("face", ["astronaut", "obama"])
+def test_mirrored_photo_swaps_left_and_right(face, portraits, landmarker, baseline):
+    flipped = np.ascontiguousarray(portraits[face][:, ::-1])
+    r = measure_photo(flipped, landmarker=landmarker)
+    a = baseline[face]
+    for name in STATIC_MEASURES:
+        for side in ("left", "right"):
+            assert r.value(name, SWAP[side]) == pytest.approx(a.value(name, side), abs=0.5), (name, side)
+    # told it is mirrored, the flipped photo gives the original's labels back
+    told = measure_photo(flipped, landmarker=landmarker, options=PhotoOptions(mirrored=True))
+    assert told.value("commissure_y", "left") == pytest.approx(a.value("commissure_y", "left"), abs=0.5)
+    assert told.value("brow_height", "right") == pytest.approx(a.value("brow_height", "right"), abs=0.5)
+
+
+def test_halving_resolution_changes_mm_measures_by_under_5_percent(portraits, landmarker, baseline):
+    img = portraits["obama"]
+    half = cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    r = measure_photo(half, landmarker=landmarker)
+    a = baseline["obama"]
+    assert r.mm_per_px == pytest.approx(2 * a.mm_per_px, rel=0.05)
+    for name in STATIC_MEASURES:
+        for side in ("left", "right"):
+            if name == "smile_angle":
+                assert r.value(name, side) == pytest.approx(a.value(name, side), abs=2.0)
+            else:
+                assert r.value(name, side) == pytest.approx(a.value(name, side), rel=0.05), (name, side)
+
+
+def test_face_below_the_minimum_iris_size_is_refused_with_the_reason(portraits, landmarker):
+    # the astronaut's iris is 8.6 px; halved it is 4.3 px, under the 6 px minimum
+    half = cv2.resize(portraits["astronaut"], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    with pytest.raises(FaceTooSmallError, match=r"face too small: iris is 4\.\d px wide"):
+        measure_photo(half, landmarker=landmarker)
+
+
+@pytest.mark.parametrize("face", ["astronaut", "obama"])
+@pytest.mark.parametrize("angle", [10.0, -10.0])
+def test_in_plane_rotation_changes_vertical_measures_by_under_half_a_millimetre(face, angle, portraits, landmarker, baseline):
+    img = portraits[face]
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    rotated = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    r = measure_photo(rotated, landmarker=landmarker)
+    a = baseline[face]
+    assert abs(r.head_pose_deg["roll"] - a.head_pose_deg["roll"]) == pytest.approx(abs(angle), abs=3.0)
+    for name in VERTICAL:
+        for side in ("left", "right"):
+            assert r.value(name, side) == pytest.approx(a.value(name, side), abs=0.5), (name, side)
+
+
+def test_same_photo_as_rest_has_not_moved(portraits, landmarker):
+    r = measure_photo(portraits["obama"], rest=portraits["obama"], landmarker=landmarker)
+    for side in ("left", "right"):
+        assert r.value("commissure_movement", side) < 0.05
+        assert abs(r.value("palpebral_fissure_change", side)) < 1.0
+        assert abs(r.value("brow_movement", side)) < 0.05
+    assert r.calibration.source.value == "session"
+
+
+def test_session_scale_follows_the_rest_photo(portraits, landmarker):
+    img = portraits["obama"]
+    rest = measure_photo(img, landmarker=landmarker)
+    small = cv2.resize(img, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    r = measure_photo(small, rest=img, landmarker=landmarker)
+    assert r.mm_per_px == pytest.approx(rest.mm_per_px / 0.75, rel=0.01)
+    assert r.value("commissure_movement", "left") < 0.3
+
+
+def test_manual_scale_overrides(portraits, landmarker):
+    r = measure_photo(portraits["obama"], landmarker=landmarker, options=PhotoOptions(mm_per_px=0.5))
+    assert r.mm_per_px == 0.5 and r.calibration.source.value == "manual"
+
+
+def test_plausible_anatomy(baseline):
+    for r in baseline.values():
+        for side in ("left", "right"):
+            assert 3.0 < r.value("palpebral_fissure_height", side) < 14.0
+            assert 10.0 < r.value("brow_height", side) < 30.0
+            assert r.value("commissure_y", side) < -30.0
+            assert 20.0 < r.value("commissure_x", side) < 45.0
+        assert 0.3 < r.mm_per_px < 2.0
+
+
+def test_faceless_photo_raises_no_face(landmarker):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, size=(300, 300, 3), dtype=np.uint8)
+    with pytest.raises(NoFaceError, match="no face"):
+        measure_photo(noise, landmarker=landmarker)
+
+
+def test_tidy_frame_and_json(baseline):
+    r = baseline["obama"]
+    df = r.to_frame()
+    assert list(df.columns) == ["source", "expression", "name", "side", "value", "unit"]
+    assert set(df["side"]) == {"left", "right", "midline"}
+    d = r.to_dict()
+    assert d["mm_per_px"] == r.mm_per_px and d["mm_per_px_uncertainty"] >= 0
