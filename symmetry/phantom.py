@@ -115,7 +115,7 @@ def upper_lid_drop(
     side: Side,
     drop_mm: float,
     *,
-    sigma_mm: float = 3.0,
+    sigma_mm: float = 2.0,
 ) -> PhantomWarp:
     """Lower one upper-lid margin by ``drop_mm`` at mid-lid (ptosis / eye narrowing).
 
@@ -127,7 +127,9 @@ def upper_lid_drop(
     """
     c, o = CONTOURS[side], CONTOURS[side.other]
     mid = len(c.upper_lid) // 2
-    moves = {i: (0.0, -drop_mm) for i in c.upper_lid[mid - 1 : mid + 2]}
+    # A smooth drop along the margin: full at mid-lid, tapering to 0 at the canthi.
+    n = len(c.upper_lid) - 1
+    moves = {i: (0.0, -drop_mm * float(np.sin(np.pi * k / n)) ** 0.5) for k, i in enumerate(c.upper_lid) if 0 < k < n}
     fixed = (
         c.upper_lid[0],
         c.upper_lid[-1],  # canthi

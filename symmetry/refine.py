@@ -41,7 +41,7 @@ _R, _L = CONTOURS[Side.RIGHT], CONTOURS[Side.LEFT]
 #: Point groups tracked, each with its window size in iris diameters.
 _GROUPS: dict[str, tuple[tuple[int, ...], float]] = {
     "iris": (_group((_R.iris_center, _R.iris_medial, _R.iris_lateral, _L.iris_center, _L.iris_medial, _L.iris_lateral)), 1.0),
-    "eyelids": (_group(_R.upper_lid[1:-1], _R.lower_lid[1:-1], _L.upper_lid[1:-1], _L.lower_lid[1:-1]), 0.25),
+    "eyelids": (_group(_R.upper_lid[1:-1], _R.lower_lid[1:-1], _L.upper_lid[1:-1], _L.lower_lid[1:-1]), 0.15),
     "brows": (_group(_R.brow, _L.brow), 0.8),
     "commissures": ((_R.commissure, _L.commissure), 0.4),
     "lips": (
