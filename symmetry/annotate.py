@@ -108,6 +108,10 @@ def annotate(rgb: np.ndarray, result: PhotoResult, *, crop: bool = True, min_hei
             _dot(img, to_px(p), colour, r)
         # commissure excursion line and commissure
         _line(img, to_px(g.lower_lip_mid), to_px(g.commissure), colour, t)
+        if result.rest_points_mm is not None:
+            # movement since rest: arrow from the rest position (pupil frame) to now
+            start = _pt(to_px(result.rest_points_mm[c.commissure]))
+            cv2.arrowedLine(img, start, _pt(to_px(g.commissure)), (0, 0, 255), t, cv2.LINE_AA, shift=4, tipLength=0.3)
         _dot(img, to_px(g.commissure), (0, 0, 255), r + 1)
         # side label beside the commissure, pushed outward
         out = to_px(g.commissure + np.array([(12.0 if side is Side.LEFT else -22.0), 4.0]))

@@ -101,6 +101,8 @@ class PhotoResult:
         Names of the points moved by image-based refinement (empty: raw model points).
     warnings : list of str
     rest_source : str or None
+    rest_points_mm : ndarray of shape (478, 2) or None
+        The rest photo's landmarks in its pupil frame (mm), for drawing movement.
     """
 
     source: str
@@ -115,6 +117,7 @@ class PhotoResult:
     refined: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rest_source: str | None = None
+    rest_points_mm: np.ndarray | None = None
 
     @property
     def mm_per_px(self) -> float:
@@ -272,8 +275,10 @@ def measure_photo(
         prep.frame = pupil_frame(prep.points_px, prep.calibration.mm_per_px)
     pts_mm = prep.frame.to_mm(prep.points_px)
     measures = static_measures(pts_mm)
+    rest_mm = None
     if rest_prep is not None:
-        measures += movement_measures(rest_prep.frame.to_mm(rest_prep.points_px), pts_mm)
+        rest_mm = rest_prep.frame.to_mm(rest_prep.points_px)
+        measures += movement_measures(rest_mm, pts_mm)
     if options.mirrored:
         measures = _swap_sides(measures)
     measures += asymmetry_measures(measures, options.affected_side)
@@ -291,6 +296,7 @@ def measure_photo(
         refined=refined,
         warnings=warnings,
         rest_source=rest_prep.source if rest_prep else None,
+        rest_points_mm=rest_mm,
     )
 
 
