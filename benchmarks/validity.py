@@ -1,0 +1,175 @@
+"""Measurement validity against exact ground truth, before and after refinement.
+
+Warps real faces by known one-sided movements (:mod:`symmetry.phantom`) and
+reports what the measures recover:
+
+* commissure displacements of 1-6 mm in several directions and warp widths:
+  recovered % of ``commissure_movement``, and the other commissure's movement (mm);
+* upper-lid drops of 1-3 mm: recovered % of the fissure change (mm), and the
+  other eye's fissure change (mm);
+* mirror consistency: the flipped photo against the photo with sides swapped
+  (max |difference| over static mm measures);
+* scale consistency: ``mm_per_px`` of 0.5x and 0.75x copies against the
+  original (% deviation from the exact factor) and the largest relative
+  change of the static mm measures.
+
+"Before" is the raw model (one pass, no refinement); "after" is the default
+pipeline (averaged detection, image-based tracking against the rest photo).
+Faces: the two sample portraits plus, when the package registry is reachable,
+the other public-domain portraits in the ``face_recognition==1.3.0`` source
+distribution (cached under ``$SYMMETRY_BENCH_CACHE``, default
+``~/.cache/symmetry-bench``). Run: ``python benchmarks/validity.py [--quick]``.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SWAP = {"left": "right", "right": "left"}
+
+
+def _extra_faces() -> dict[str, Path]:
+    cache = Path(os.environ.get("SYMMETRY_BENCH_CACHE", Path.home() / ".cache" / "symmetry-bench"))
+    cache.mkdir(parents=True, exist_ok=True)
+    sdist = cache / "face_recognition-1.3.0.tar.gz"
+    if not sdist.exists():
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             "face_recognition==1.3.0", "-d", str(cache)],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0 or not sdist.exists():
+            print("(face_recognition sdist not available: using the sample portraits only)")
+            return {}
+    out = {}
+    with tarfile.open(sdist) as tar:
+        for name in ("biden.jpg", "obama2.jpg", "obama3.jpg"):
+            member = f"face_recognition-1.3.0/tests/test_images/{name}"
+            target = cache / name
+            if not target.exists():
+                target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+            out[Path(name).stem] = target
+    return out
+
+
+def _stats(values: list[float]) -> str:
+    if not values:
+        return "n=0"
+    a = np.asarray(values)
+    return f"median {np.median(a):6.1f}  min {a.min():6.1f}  max {a.max():6.1f}  n={len(a)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer cases")
+    args = parser.parse_args()
+
+    from symmetry.errors import SymmetryError
+    from symmetry.images import read_image
+    from symmetry.landmarks import Landmarker, Side
+    from symmetry.measures import STATIC_MEASURES, side_geometry
+    from symmetry.phantom import commissure_shift, upper_lid_drop
+    from symmetry.photo import PhotoOptions, measure_photo
+
+    faces = {"astronaut": ROOT / "sample_media" / "astronaut.png", "obama": ROOT / "sample_media" / "obama.jpg"}
+    faces.update(_extra_faces())
+    modes = {"before": PhotoOptions(average=False, refine=False), "after": PhotoOptions()}
+    mags = (1.0, 3.0, 6.0) if not args.quick else (2.0, 4.0)
+    dirs = (0.0, 60.0, -30.0) if not args.quick else (0.0, 60.0)
+    widths = (6.0, 10.0) if not args.quick else (8.0,)
+    drops = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 1.5)
+
+    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "mirror", "scale", "rescale_rel")} for m in modes}
+    folds = 0
+    t0 = time.perf_counter()
+    with Landmarker() as lm:
+        for face_name, path in faces.items():
+            img = read_image(path)
+            try:
+                rest = measure_photo(img, landmarker=lm)  # truth is placed on the default pipeline's landmarks
+            except SymmetryError as exc:
+                print(f"{face_name}: skipped ({exc})")
+                continue
+            iris = np.mean(list(rest.calibration.iris_diameter_px.values()))
+            print(f"{face_name}: {img.shape[1]}x{img.shape[0]} px, iris {iris:.1f} px, {rest.mm_per_px:.3f} mm/px")
+            cases = []
+            for side in (Side.LEFT, Side.RIGHT):
+                for mm in mags:
+                    for ang in dirs:
+                        for w in widths:
+                            a = np.radians(ang)
+                            try:
+                                warp = commissure_shift(img, rest.points_px, rest.frame, side, mm * np.cos(a), mm * np.sin(a), sigma_mm=w)
+                            except ValueError:
+                                folds += 1
+                                continue
+                            cases.append(("comm", side, mm, warp))
+                for drop in drops:
+                    try:
+                        warp = upper_lid_drop(img, rest.points_px, rest.frame, side, drop)
+                    except ValueError:
+                        folds += 1
+                        continue
+                    lid = rest.frame.to_px(side_geometry(rest.frame.to_mm(rest.points_px), side).upper_lid_at_pupil)
+                    true_drop = -float(warp.displacement_px(lid[None])[0] @ rest.frame.up_axis) * rest.mm_per_px
+                    cases.append(("lid", side, true_drop, warp))
+            for mode, opts in modes.items():
+                base = measure_photo(img, landmarker=lm, options=opts)
+                for kind, side, truth, warp in cases:
+                    r = measure_photo(warp.image, rest=img, landmarker=lm, options=opts)
+                    s, o = side.value, side.other.value
+                    if kind == "comm":
+                        rec[mode]["comm"].append(100 * r.value("commissure_movement", s) / truth)
+                        rec[mode]["comm_leak"].append(r.value("commissure_movement", o))
+                    else:
+                        d = -r.value("palpebral_fissure_change", s) / 100 * base.value("palpebral_fissure_height", s)
+                        leak = r.value("palpebral_fissure_change", o) / 100 * base.value("palpebral_fissure_height", o)
+                        rec[mode]["lid"].append(100 * d / truth)
+                        rec[mode]["lid_leak"].append(abs(leak))
+                flipped = measure_photo(np.ascontiguousarray(img[:, ::-1]), landmarker=lm, options=opts)
+                rec[mode]["mirror"].append(max(
+                    abs(flipped.value(n, SWAP[sd]) - base.value(n, sd))
+                    for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
+                ))
+                for f in (0.5, 0.75):
+                    small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+                    try:
+                        rs = measure_photo(small, landmarker=lm, options=opts)
+                    except SymmetryError:
+                        continue
+                    rec[mode]["scale"].append(100 * abs(rs.mm_per_px * f / base.mm_per_px - 1))
+                    rec[mode]["rescale_rel"].append(100 * max(
+                        abs(rs.value(n, sd) / base.value(n, sd) - 1)
+                        for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
+                        if abs(base.value(n, sd)) > 1.0
+                    ))
+
+    print(f"\n{len(faces)} faces; {folds} requested warps refused as folding; {time.perf_counter() - t0:.0f} s\n")
+    rows = [
+        ("commissure movement recovered (%)", "comm"),
+        ("  other commissure moved (mm)", "comm_leak"),
+        ("upper-lid drop recovered (%)", "lid"),
+        ("  other eye's fissure changed (mm)", "lid_leak"),
+        ("mirror consistency, max |diff| (mm)", "mirror"),
+        ("scale consistency 0.5x/0.75x (%)", "scale"),
+        ("static measures 0.5x/0.75x, max rel change (%)", "rescale_rel"),
+    ]
+    for label, key in rows:
+        print(label)
+        for mode in modes:
+            print(f"  {mode:<7}{_stats(rec[mode][key])}")
+
+
+if __name__ == "__main__":
+    main()
