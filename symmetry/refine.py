@@ -56,6 +56,10 @@ _GROUPS: dict[str, tuple[tuple[int, ...], float]] = {
 #: Every landmark index refinement may move, by group name.
 REFINED_POINTS: dict[str, tuple[int, ...]] = {name: idx for name, (idx, _) in _GROUPS.items()}
 
+#: Tighter departure limits (iris diameters) for groups whose texture is easily confused:
+#: a lid margin has the crease, lashes and the iris edge within a few pixels of it.
+_DEPARTURE: dict[str, float] = {"eyelids": 0.15}
+
 _TARGET_IRIS_PX = 32.0
 _MAX_UPSAMPLE = 6.0
 
@@ -228,7 +232,7 @@ def track_points(
             (st1.ravel() == 1)
             & (st2.ravel() == 1)
             & (fb <= options.max_fb_error * iris)
-            & (departure <= options.max_departure * iris)
+            & (departure <= _DEPARTURE.get(_name, options.max_departure) * iris)
         )
         out[ids[ok], :2] = tracked[ok]
         refined[ids[ok]] = True
