@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CalibrationError, FaceTooSmallError
+from .errors import CalibrationError, FaceTooSmallError, IrisHiddenError
 from .landmarks import CONTOURS, Side
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ScaleSource",
     "Calibration",
     "iris_diameters_px",
+    "iris_visible",
     "calibrate_from_iris",
     "manual_calibration",
     "session_calibration",
@@ -34,6 +35,10 @@ DEFAULT_IRIS_MM = 11.77
 MIN_IRIS_PX = 6.0
 #: Above this relative difference between the two irises the scale is flagged.
 _IRIS_MISMATCH_FLAG = 0.10
+#: An eye whose lid gap at the pupil is under this fraction of its iris width is closed for calibration.
+_MIN_OPEN_FRACTION = 0.35
+#: Relative scale uncertainty assumed when only one iris can be measured.
+_ONE_IRIS_REL_UNCERTAINTY = 0.03
 
 
 class ScaleSource(str, enum.Enum):
@@ -90,6 +95,22 @@ def iris_diameters_px(points_px: np.ndarray) -> dict[Side, float]:
     return out
 
 
+def iris_visible(points_px: np.ndarray) -> dict[Side, bool]:
+    """Whether each iris is open enough to measure: lid gap at the pupil >= 35% of the iris width."""
+    from .frame import pupil_frame
+    from .measures import side_geometry
+
+    pts = np.asarray(points_px, dtype=float)
+    pix = pupil_frame(pts, 1.0).to_mm(pts)  # frame units = pixels
+    diam = iris_diameters_px(pts)
+    out = {}
+    for side in (Side.RIGHT, Side.LEFT):
+        g = side_geometry(pix, side)
+        gap = float(g.upper_lid_at_pupil[1] - g.lower_lid_at_pupil[1])
+        out[side] = gap >= _MIN_OPEN_FRACTION * diam[side]
+    return out
+
+
 def calibrate_from_iris(
     points_px: np.ndarray,
     *,
@@ -102,12 +123,26 @@ def calibrate_from_iris(
     ------
     CalibrationError
         If ``iris_mm`` is not positive.
+    IrisHiddenError
+        If both eyes are closed (lid gap under 35% of the iris width); with one
+        eye closed, the other iris alone gives the scale (flag ``one_iris_hidden``).
     FaceTooSmallError
         If the irises are narrower than :data:`MIN_IRIS_PX` pixels.
     """
     if not (iris_mm > 0):
         raise CalibrationError(f"`iris_mm` must be positive, got {iris_mm}")
     diam = iris_diameters_px(points_px)
+    visible = iris_visible(points_px)
+    flags: list[str] = []
+    if not any(visible.values()):
+        raise IrisHiddenError(
+            source,
+            "eyes closed or irises hidden: this photo gives no scale; measure it with the "
+            "session's rest photo (--rest) or give --mm-per-px",
+        )
+    if not all(visible.values()):
+        flags.append("one_iris_hidden")
+        diam = {s: d for s, d in diam.items() if visible[s]}
     values = np.array(list(diam.values()))
     mean = float(values.mean())
     if not np.isfinite(mean) or mean < MIN_IRIS_PX:
@@ -118,15 +153,19 @@ def calibrate_from_iris(
         )
     mm_per_px = iris_mm / mean
     # Standard uncertainty of the mean of two readings: |d1 - d2| / 2, propagated to the scale.
-    rel = float(abs(values[0] - values[1]) / 2.0 / mean)
-    flags = ("iris_mismatch",) if abs(values[0] - values[1]) / mean > _IRIS_MISMATCH_FLAG else ()
+    if len(values) == 2:
+        rel = float(abs(values[0] - values[1]) / 2.0 / mean)
+        if abs(values[0] - values[1]) / mean > _IRIS_MISMATCH_FLAG:
+            flags.append("iris_mismatch")
+    else:
+        rel = _ONE_IRIS_REL_UNCERTAINTY
     return Calibration(
         mm_per_px=mm_per_px,
         mm_per_px_uncertainty=mm_per_px * rel,
         source=ScaleSource.IRIS,
-        iris_diameter_px={s.value: v for s, v in diam.items()},
+        iris_diameter_px={s.value: diam.get(s, float("nan")) for s in (Side.RIGHT, Side.LEFT)},
         iris_mm=iris_mm,
-        flags=flags,
+        flags=tuple(flags),
     )
 
 

@@ -6,7 +6,8 @@ Hierarchy::
     ├── InputError                the input file cannot be used (exit code 2)
     │   ├── ImageReadError        missing, unreadable or not an image
     │   ├── NoFaceError           no face was found in the image
-    │   └── FaceTooSmallError     the face is too small to measure reliably
+    │   ├── FaceTooSmallError     the face is too small to measure reliably
+    │   └── IrisHiddenError       both irises hidden (eyes closed): no scale from this photo
     ├── CalibrationError          no usable scale (iris not measurable, bad override)
     └── ModelError                the landmark model file is missing or corrupt
 """
@@ -21,6 +22,7 @@ __all__ = [
     "ImageReadError",
     "NoFaceError",
     "FaceTooSmallError",
+    "IrisHiddenError",
     "CalibrationError",
     "ModelError",
 ]
@@ -49,6 +51,10 @@ class NoFaceError(InputError):
 
 class FaceTooSmallError(InputError):
     """The face (its iris) is too small in pixels to be measured."""
+
+
+class IrisHiddenError(InputError):
+    """Both irises are hidden (eyes closed or squeezed): the photo gives no scale."""
 
 
 class CalibrationError(SymmetryError):

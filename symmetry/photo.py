@@ -207,6 +207,8 @@ def _prepare(
         cal = session_calibration(session[0], session[1], _ipd_px(points))
     else:
         cal = calibrate_from_iris(points, iris_mm=options.iris_mm, source=source)
+    if "one_iris_hidden" in cal.flags:
+        warnings.append("one eye is closed: scale from the other iris only")
     if "iris_mismatch" in cal.flags:
         warnings.append("the two irises differ by over 10% in width: scale is uncertain (iris occluded?)")
     pose = face.head_pose_deg

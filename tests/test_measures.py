@@ -158,3 +158,33 @@ def test_tiny_iris_is_refused():
 
     with pytest.raises(FaceTooSmallError, match="face too small"):
         calibrate_from_iris(transform(synthetic_face(), scale=0.1), source="tiny.jpg")
+
+
+def _close_eye(points, side, gap_px):
+    from symmetry.landmarks import CONTOURS, Side
+
+    out = points.copy()
+    c = CONTOURS[Side(side)]
+    # upper lid margin down to gap_px above the lower lid along the whole eye
+    for u, l in zip(c.upper_lid[1:-1], c.lower_lid[1:-1]):
+        out[u, 1] = out[l, 1] - gap_px
+    return out
+
+
+def test_both_eyes_closed_give_no_scale():
+    from symmetry.errors import IrisHiddenError
+
+    pts = _close_eye(_close_eye(synthetic_face(), "left", 2.0), "right", 2.0)
+    with pytest.raises(IrisHiddenError, match="eyes closed"):
+        calibrate_from_iris(pts, source="closed.jpg")
+
+
+def test_one_eye_closed_uses_the_other_iris():
+    pts = synthetic_face()
+    pts[[471, 469], 0] += (-2.0, 2.0)  # right iris 24 px wide, left 20 px
+    closed = _close_eye(pts, "right", 2.0)
+    cal = calibrate_from_iris(closed)
+    assert "one_iris_hidden" in cal.flags
+    assert cal.mm_per_px == pytest.approx(11.77 / 20.0)  # the open left iris alone
+    assert math.isnan(cal.iris_diameter_px["right"])
+    assert calibrate_from_iris(pts).mm_per_px == pytest.approx(11.77 / 22.0)
