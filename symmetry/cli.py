@@ -23,7 +23,9 @@ from .errors import InputError, SymmetryError
 
 #: Modules that add subcommands: each has ``add_parsers(subparsers)``, and every
 #: parser it adds sets ``func`` (``args -> exit code``) with ``set_defaults``.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "symmetry.cli_store",
+)
 
 EXIT_OK = 0
 EXIT_OTHER = 1
