@@ -7,7 +7,10 @@ serialises to the CLI's JSON contract and to a tidy DataFrame.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -220,6 +223,32 @@ def _prepare(
     return _Prepared(rgb, source, face, points, cal, frame, warnings)
 
 
+# Rest photos are measured once per session and reused for each of its expression
+# photos: a small cache keyed by the pixels and every option that changes the result.
+_REST_CACHE: OrderedDict[tuple[object, ...], _Prepared] = OrderedDict()
+_REST_CACHE_SIZE = 2
+_REST_CACHE_LOCK = threading.Lock()
+
+
+def _prepare_rest(image: ImageInput, landmarker: Landmarker, options: PhotoOptions) -> _Prepared:
+    rgb, source = _load(image)
+    digest = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16).hexdigest()
+    model = str(landmarker.options.model_path)
+    key = (digest, rgb.shape, model, options.average, options.mm_per_px, options.iris_mm)
+    with _REST_CACHE_LOCK:
+        hit = _REST_CACHE.get(key)
+        if hit is not None:
+            _REST_CACHE.move_to_end(key)
+            return _Prepared(hit.rgb, source, hit.face, hit.points_px, hit.calibration, hit.frame, list(hit.warnings))
+    prep = _prepare(rgb, landmarker, options)
+    prep.source = source
+    with _REST_CACHE_LOCK:
+        _REST_CACHE[key] = prep
+        while len(_REST_CACHE) > _REST_CACHE_SIZE:
+            _REST_CACHE.popitem(last=False)
+    return prep
+
+
 def measure_photo(
     image: ImageInput,
     *,
@@ -257,7 +286,7 @@ def measure_photo(
         rest_prep = None
         session = None
         if rest is not None:
-            rest_prep = _prepare(rest, lm, options)
+            rest_prep = _prepare_rest(rest, lm, options)
             session = (rest_prep.calibration, _ipd_px(rest_prep.points_px))
         prep = _prepare(image, lm, options, session=session)
     finally:
