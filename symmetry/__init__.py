@@ -28,6 +28,30 @@ from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions, Running
 from .measures import MOVEMENT_MEASURES, STATIC_MEASURES, UNITS, Measure  # noqa: E402
 from .photo import PhotoOptions, PhotoResult, measure_photo, measure_photos  # noqa: E402
 
+# The database and statistics layers load on first use, so that measuring (CLI,
+# batch workers) does not import SQLAlchemy, statsmodels or pingouin.
+_LAZY = {
+    "open_store": "symmetry.store",
+    "Store": "symmetry.store",
+    "export_frame": "symmetry.store",
+    "ingest_manifest": "symmetry.ingest",
+    "patient_outcomes": "symmetry.trends",
+    "prepost_pairs": "symmetry.stats",
+    "paired_tests": "symmetry.stats",
+    "compare_cohorts": "symmetry.stats",
+    "trajectory_models": "symmetry.stats",
+    "write_report": "symmetry.report",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'symmetry' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "ALGORITHM_VERSION",
@@ -58,4 +82,5 @@ __all__ = [
     "measure_photos",
     "pupil_frame",
     "read_image",
+    *_LAZY,
 ]
