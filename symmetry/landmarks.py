@@ -19,9 +19,11 @@ Conventions
 
 from __future__ import annotations
 
+import atexit
 import enum
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -235,6 +237,19 @@ def bundled_model_path() -> Path:
 
 
 _VERIFIED: set[Path] = set()
+# Landmarkers still open at interpreter exit are closed while MediaPipe can still run
+# its shutdown code (otherwise its finaliser prints an "Exception ignored" traceback).
+_OPEN: "weakref.WeakSet[Landmarker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_landmarkers() -> None:
+    for lm in list(_OPEN):
+        try:
+            lm.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
 _VERIFY_LOCK = threading.Lock()
 
 
@@ -318,6 +333,7 @@ class Landmarker:
                 output_facial_transformation_matrixes=True,
             )
             self._task: Any = mp_fl.FaceLandmarker.create_from_options(mp_options)
+            _OPEN.add(self)
         except ModelError:
             raise
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError on bad bundles
