@@ -72,6 +72,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import ALGORITHM_VERSION
+from .expressions import EXPRESSIONS, REST
 from .errors import ImageReadError, InputError, SymmetryError
 from .images import read_image
 from .store import (
@@ -105,19 +106,6 @@ __all__ = [
     "stripped_copy",
 ]
 
-#: Expression keys (Sir Charles Bell Society / MEEI standard set).
-EXPRESSIONS: tuple[str, ...] = (
-    "rest",
-    "brow_raise",
-    "eye_closure_gentle",
-    "eye_closure_tight",
-    "smile_closed",
-    "smile_open",
-    "pucker",
-    "lower_teeth",
-    "snarl",
-)
-REST = "rest"
 REQUIRED_COLUMNS: tuple[str, ...] = ("patient", "visit_date", "expression", "path")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("procedure_date", "procedure", "affected_side", "aetiology", "cohort", "mirrored")
 _PATIENT_CODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

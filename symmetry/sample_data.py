@@ -90,6 +90,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .expressions import EXPRESSIONS
 from .calibration import DEFAULT_IRIS_MM
 from .frame import PupilFrame, lateral_sign
 from .landmarks import CONTOURS, Landmarker, Side
@@ -142,18 +143,6 @@ _log = logging.getLogger(__name__)
 #: Seed of the bundled sample media (issue 7).
 DEFAULT_SEED = 7
 
-#: The standard expression set (reference section 2), in clinic order.
-EXPRESSIONS: tuple[str, ...] = (
-    "rest",
-    "brow_raise",
-    "eye_closure_gentle",
-    "eye_closure_tight",
-    "smile_closed",
-    "smile_open",
-    "pucker",
-    "lower_teeth",
-    "snarl",
-)
 #: The photos taken of each cohort patient at each visit (the outcome measures).
 COHORT_EXPRESSIONS: tuple[str, ...] = ("rest", "smile_open", "lower_teeth")
 
