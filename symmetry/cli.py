@@ -25,6 +25,7 @@ from .errors import InputError, SymmetryError
 #: parser it adds sets ``func`` (``args -> exit code``) with ``set_defaults``.
 _COMMAND_MODULES: tuple[str, ...] = (
     "symmetry.cli_store",
+    "symmetry.cli_video",
 )
 
 EXIT_OK = 0
@@ -103,6 +104,12 @@ def _print_table(result: "PhotoResult", out: TextIO) -> None:  # type: ignore[na
 
 
 def _measure(args: argparse.Namespace) -> int:
+    from .video import is_video_path
+
+    if all(is_video_path(p) for p in args.photos):
+        from .cli_video import measure_videos
+
+        return measure_videos(args)
     import pandas as pd
 
     from .calibration import DEFAULT_IRIS_MM
