@@ -28,7 +28,7 @@ from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions, Running
 from .measures import MOVEMENT_MEASURES, STATIC_MEASURES, UNITS, Measure  # noqa: E402
 from .photo import PhotoOptions, PhotoResult, measure_photo, measure_photos  # noqa: E402
 
-# The database and statistics layers load on first use, so that measuring (CLI,
+# The database, statistics and video layers load on first use, so that measuring (CLI,
 # batch workers) does not import SQLAlchemy, statsmodels or pingouin.
 _LAZY = {
     "open_store": "symmetry.store",
@@ -41,6 +41,11 @@ _LAZY = {
     "compare_cohorts": "symmetry.stats",
     "trajectory_models": "symmetry.stats",
     "write_report": "symmetry.report",
+    "VideoOptions": "symmetry.video",
+    "VideoAnalyser": "symmetry.video",
+    "VideoResult": "symmetry.video",
+    "measure_video": "symmetry.video",
+    "video_frames": "symmetry.video",
 }
 
 

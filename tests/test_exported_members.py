@@ -15,6 +15,7 @@ EXPECTED = {
     "calibrate_from_iris", "measure_photo", "measure_photos", "pupil_frame", "read_image",
     "open_store", "Store", "export_frame", "ingest_manifest", "patient_outcomes", "prepost_pairs",
     "paired_tests", "compare_cohorts", "trajectory_models", "write_report",
+    "VideoOptions", "VideoAnalyser", "VideoResult", "measure_video", "video_frames",
 }
 
 
