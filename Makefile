@@ -14,11 +14,26 @@ $(BIN)/symmetry: pyproject.toml
 
 setup: $(BIN)/symmetry
 
-demo: setup
-	mkdir -p $(OUT)
-	$(BIN)/symmetry measure sample_media/astronaut.png --annotate $(OUT)/astronaut_annotated.png
-	$(BIN)/symmetry measure sample_media/obama.jpg --annotate $(OUT)/obama_annotated.png
-	@echo "Annotated images written to $(OUT)/"
+# The web app on the bundled demo patient and cohort, in an SQLite database under
+# $(DEMO_HOME) (git-ignored by the .gitignore written into it). The photos are
+# measured once (about 0.5 s each, a few minutes); later runs start at once.
+DEMO_HOME ?= .symmetry-demo
+DEMO_PORT ?= 8501
+
+demo: setup $(DEMO_HOME)/ingested.stamp
+	@echo "Starting the app: open http://localhost:$(DEMO_PORT) (Ctrl+C stops it). Nothing is sent over the network."
+	SYMMETRY_HOME=$(DEMO_HOME) $(BIN)/streamlit run app.py --server.address localhost \
+		--server.port $(DEMO_PORT) --server.headless true --browser.gatherUsageStats false
+
+$(DEMO_HOME)/ingested.stamp: sample_media/manifest.csv | setup
+	@mkdir -p $(DEMO_HOME) && printf '*\n' > $(DEMO_HOME)/.gitignore
+	@if [ -f $@ ]; then echo "The demo media changed: measuring them again from scratch."; \
+		rm -rf $(DEMO_HOME)/symmetry.sqlite3* $(DEMO_HOME)/media $@; fi
+	@echo "Measuring the demo photos into $(DEMO_HOME)/ (first run only: $$(($$(wc -l < $<) - 1)) photos, a few minutes)..."
+	@SYMMETRY_HOME=$(DEMO_HOME) $(BIN)/symmetry ingest $< --verbose; status=$$?; \
+	if [ $$status -eq 0 ]; then touch $@; \
+	elif [ $$status -eq 2 ]; then echo "Some photos were skipped (listed above); starting the app with the others."; \
+	else exit $$status; fi
 
 test: setup
 	$(BIN)/python -m pytest

@@ -26,6 +26,7 @@ from .errors import InputError, SymmetryError
 _COMMAND_MODULES: tuple[str, ...] = (
     "symmetry.cli_store",
     "symmetry.cli_video",
+    "symmetry.cli_batch",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,967 @@
+"""Cohort-scale batch measuring: a manifest measured by Dask workers, stored by one client.
+
+``symmetry batch MANIFEST.csv`` does what ``symmetry ingest`` does (same
+manifest, same database rows, same values) with every core of the machine, or
+with the workers of an existing Dask distributed cluster.
+
+How it works
+------------
+The **client** (the process that runs :func:`run_batch`) reads and validates
+the manifest, applies the patient fields (:mod:`symmetry.ingest`), hashes
+every file, and skips the files the store already holds measured with this
+:data:`symmetry.ALGORITHM_VERSION` (content hash + algorithm version; a
+recording stored by an older version, or whose visit gained a rest photo or
+whose patient's affected side changed, is measured again). It then submits
+**one task per visit** to Dask: within a visit, expression photos are measured
+against the visit's rest photo, so the rest photo is measured first by the same
+worker (whose rest-photo cache then serves every expression photo of the visit).
+
+**Workers** read the files themselves (the paths must be readable by them),
+keep one IMAGE-mode :class:`~symmetry.landmarks.Landmarker` per worker thread,
+and return plain data: the tidy measure rows, scale and pose, and the
+metadata-stripped copy of the photo, or a reason string when a file cannot be
+measured. A worker never touches the database.
+
+**Only the client writes**, as each visit's results arrive, in one
+transaction per recording (the stored copy is written first, then the
+recording and all its measurement rows are committed together), so a SQLite
+file works and a crash or Ctrl-C leaves only complete recordings; running the
+batch again resumes where it stopped. (Stored recordings that the manifest does
+not list but that need measuring again, because their visit gained a rest photo
+or their patient an affected side, are re-measured at the end by the client with
+:func:`symmetry.ingest.remeasure`, as ``symmetry ingest`` does.)
+
+Parallelism
+-----------
+By default a :class:`distributed.LocalCluster` with one single-threaded
+worker process per available core, each limited to ``memory_limit`` (the
+nanny restarts a worker that exceeds it; its visit is then retried and, after
+Dask's ``allowed-failures``, recorded as failed). Worker processes start with
+``OMP_NUM_THREADS=1`` and friends, and set ``cv2.setNumThreads(1)``, so N
+workers use N cores rather than fighting over them. ``scheduler`` connects to
+an existing cluster instead (``dask scheduler`` plus ``dask worker
+tcp://HOST:8786`` on machines that have the same symmetry version installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import ALGORITHM_VERSION
+from .errors import ImageReadError, InputError, SymmetryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+    from .ingest import ManifestRow, RowProblem, _Measured
+    from .store import Store
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "BatchError",
+    "BatchOptions",
+    "BatchReport",
+    "connect",
+    "local_client",
+    "run_batch",
+]
+
+#: Memory limit of each local worker process (Dask's syntax). A worker measures
+#: one photo at a time: the model and a 12-megapixel photo with its rotated
+#: copies need well under 1 GiB.
+DEFAULT_MEMORY_LIMIT = "2GiB"
+#: Environment of local worker processes: one thread for every numeric library.
+_ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+_CONNECT_TIMEOUT_S = 20
+_HASH_THREADS = 8
+_STORED_REST = -1  # rest_key of a result measured against the visit's stored rest photo
+
+
+class BatchError(SymmetryError):
+    """The batch cannot run (no Dask cluster to be had, bad options)."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How to run a batch.
+
+    Attributes
+    ----------
+    workers : int
+        Local worker processes, one thread each; ``0`` (default) = one per
+        available core. Ignored with ``scheduler``.
+    scheduler : str or None
+        Address of an existing Dask scheduler, e.g. ``tcp://10.0.0.5:8786``;
+        ``None`` starts a local cluster.
+    memory_limit : str
+        Memory limit of each local worker, e.g. ``"2GiB"`` (Dask's syntax).
+        With ``scheduler`` the cluster's own limits apply.
+    """
+
+    workers: int = 0
+    scheduler: str | None = None
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"`workers` must be a whole number >= 0 (0 = one per core), got {self.workers!r}")
+        if self.scheduler is not None and not self.scheduler.strip():
+            raise ValueError("`scheduler` must be an address such as tcp://HOST:8786, or None for a local cluster")
+
+
+@dataclass
+class BatchReport:
+    """What a batch did.
+
+    Attributes
+    ----------
+    added : int
+        New recordings measured and stored.
+    remeasured : int
+        Stored recordings measured again (older algorithm version, a rest
+        photo or the affected side arrived) and replaced.
+    skipped : int
+        Files already stored and measured with this algorithm version
+        (including a file listed twice for the same visit and expression).
+    failed : list of RowProblem
+        Rows not stored, each with the manifest line and the reason.
+    measurement_rows : int
+        Measurement rows written.
+    workers : int
+        Worker threads that measured (0 when nothing needed measuring).
+    seconds : float
+        Wall time of the whole batch.
+    startup_seconds : float
+        Of which starting (or connecting to) the cluster.
+    algorithm_version : str
+    """
+
+    added: int = 0
+    remeasured: int = 0
+    skipped: int = 0
+    failed: list[RowProblem] = field(default_factory=list)
+    measurement_rows: int = 0
+    workers: int = 0
+    seconds: float = 0.0
+    startup_seconds: float = 0.0
+    algorithm_version: str = ALGORITHM_VERSION
+
+    @property
+    def done(self) -> int:
+        """Files measured and stored in this run (``added + remeasured``)."""
+        return self.added + self.remeasured
+
+    @property
+    def ok(self) -> bool:
+        """No row failed."""
+        return not self.failed
+
+    @property
+    def files_per_minute(self) -> float:
+        """Measured files per minute of wall time, cluster start-up excluded (NaN when none)."""
+        busy = self.seconds - self.startup_seconds
+        return 60.0 * self.done / busy if self.done and busy > 0 else float("nan")
+
+    def summary(self) -> str:
+        speed = ""
+        if self.done:
+            speed = f", {self.files_per_minute:.1f} files/min on {self.workers} worker(s)"
+        return (
+            f"{self.done} done ({self.added} added, {self.remeasured} re-measured; {self.measurement_rows} "
+            f"measurement rows), {self.skipped} skipped (already measured with algorithm {self.algorithm_version}), "
+            f"{len(self.failed)} failed; {self.seconds:.1f} s{speed}"
+        )
+
+    def write_failures(self, path: str | os.PathLike[str]) -> None:
+        """Write the failed rows as CSV: ``source,reason`` (``source`` is ``manifest.csv:LINE``)."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["source", "reason"])
+            for p in self.failed:
+                w.writerow([p.source, p.reason])
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def _one_thread_environ() -> dict[str, Any]:
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.update(_ONE_THREAD_ENV)
+    return env
+
+
+@contextlib.contextmanager
+def local_client(workers: int = 0, *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> Iterator[Client]:
+    """A :class:`distributed.Client` on a new local cluster of single-threaded worker processes.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes; ``0`` = one per available core.
+    memory_limit : str
+        Per worker, Dask's syntax (``"2GiB"``).
+
+    Yields
+    ------
+    distributed.Client
+        Closed, with its cluster, on exit.
+
+    Raises
+    ------
+    BatchError
+        The cluster could not be started.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    n = workers or _available_cores()
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": _one_thread_environ()}):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=memory_limit,
+                dashboard_address=":0",  # a free port: never collides with another cluster
+                silence_logs=logging.CRITICAL,  # failures are reported per file instead
+            )
+    except Exception as exc:
+        raise BatchError(f"cannot start {n} local Dask worker(s): {type(exc).__name__}: {exc}") from exc
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Client]:
+    """A :class:`distributed.Client` on an existing scheduler (closed on exit; the cluster stays).
+
+    Raises
+    ------
+    BatchError
+        The scheduler cannot be reached, or has no workers.
+    """
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+    except Exception as exc:
+        raise BatchError(
+            f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}: {exc}); start it with "
+            "`dask scheduler` and workers with `dask worker tcp://HOST:8786`"
+        ) from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=_CONNECT_TIMEOUT_S)
+        except Exception:
+            raise BatchError(
+                f"the Dask scheduler at {address} has no workers; start some with `dask worker {address}` "
+                "on machines that have symmetry installed"
+            ) from None
+        yield client
+    finally:
+        client.close()
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _worker_threads(client: Client) -> int:
+    try:
+        return int(sum(client.nthreads().values()))
+    except Exception:  # pragma: no cover - informational only
+        return 0
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One file for a worker to measure."""
+
+    key: int
+    path: str
+    sha256: str
+    expression: str
+    mirrored: bool
+    copy: bool  # a new recording: also return the metadata-stripped copy
+
+
+@dataclass(frozen=True)
+class _VisitTask:
+    """A visit's files; rest photos come first."""
+
+    items: tuple[_Item, ...]
+    affected_side: str | None
+    #: The visit's stored rest photo (stored-copy bytes, file name, mirrored) when it is not among ``items``.
+    rest: tuple[bytes, str, bool] | None
+    algorithm_version: str
+
+
+@dataclass
+class _Outcome:
+    """A worker's answer for one file: measured (with the copy to store) or a reason."""
+
+    key: int
+    measured: _Measured | None = None
+    reason: str | None = None
+    blob: bytes | None = None
+    ext: str = ""
+    width_px: int = 0
+    height_px: int = 0
+    #: Which photo the movement measures are taken against: an item's key, _STORED_REST, or None.
+    rest_key: int | None = None
+
+
+_local = threading.local()
+
+
+def _landmarker() -> object:
+    """This worker thread's IMAGE-mode landmarker, created on first use (one thread for OpenCV)."""
+    lm = getattr(_local, "landmarker", None)
+    if lm is None:
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)  # every worker process already has a core of its own
+        except Exception:  # pragma: no cover - OpenCV is a dependency
+            pass
+        from .landmarks import Landmarker, LandmarkerOptions
+
+        lm = _local.landmarker = Landmarker(LandmarkerOptions())
+    return lm
+
+
+def _warm_up() -> int:
+    """Load this worker's landmarker now (benchmarks); returns the process id."""
+    _landmarker()
+    return os.getpid()
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes; ImageReadError with ingest's reasons."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory, not a photo") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _measure_visit(task: _VisitTask) -> list[_Outcome]:
+    """Worker: measure a visit's files, rest photos first; failures become reasons, never exceptions."""
+    from .ingest import REST, _decode, _measure, stripped_copy
+
+    if task.algorithm_version != ALGORITHM_VERSION:
+        why = (
+            f"this worker has symmetry algorithm {ALGORITHM_VERSION}, the client {task.algorithm_version}: "
+            "install the same symmetry version on every worker"
+        )
+        return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
+    try:
+        lm = _landmarker()
+    except SymmetryError as exc:
+        return [_Outcome(i.key, reason=f"{i.path}: {exc}") for i in task.items]
+
+    rest: tuple[Any, bool] | None = None
+    rest_key: int | None = None
+    if task.rest is not None:
+        data, name, mirrored = task.rest
+        try:
+            rest, rest_key = (_decode(data, Path(name)), mirrored), _STORED_REST
+        except InputError as exc:
+            why = f"the visit's stored rest photo cannot be read ({exc.reason})"
+            return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
+    out: list[_Outcome] = []
+    for item in task.items:
+        path = Path(item.path)
+        try:
+            data = _read_file(path)
+            if hashlib.sha256(data).hexdigest() != item.sha256:
+                raise ImageReadError(path, "the file changed while the batch ran; run the batch again")
+            rgb = _decode(data, path)
+            use_rest = rest if item.expression != REST else None
+            measured = _measure(
+                rgb, str(path), expression=item.expression, mirrored=item.mirrored,
+                affected_side=task.affected_side, rest=use_rest, landmarker=lm,
+            )
+            blob, ext = stripped_copy(data, rgb, str(path)) if item.copy else (None, "")
+        except InputError as exc:
+            out.append(_Outcome(item.key, reason=str(exc)))
+            continue
+        except (SymmetryError, OSError) as exc:
+            out.append(_Outcome(item.key, reason=f"{path}: {exc}"))
+            continue
+        except Exception as exc:  # data, not a crash: the batch goes on
+            out.append(_Outcome(item.key, reason=f"{path}: internal error ({type(exc).__name__}: {exc}); please report it"))
+            continue
+        out.append(
+            _Outcome(
+                item.key, measured=measured, blob=blob, ext=ext, width_px=int(rgb.shape[1]),
+                height_px=int(rgb.shape[0]), rest_key=rest_key if use_rest is not None else None,
+            )
+        )
+        if item.expression == REST and rest is None:
+            rest, rest_key = (rgb, item.mirrored), item.key
+    return out
+
+
+# --------------------------------------------------------------------------- client side: the plan
+
+
+@dataclass
+class _Planned:
+    """A manifest row that is to be measured."""
+
+    row: ManifestRow
+    sha256: str
+    recording_id: int | None  # stored recording to replace, None for a new one
+
+
+@dataclass
+class _Visit:
+    patient: str
+    affected_side: str | None
+    stored_rest_id: int | None = None
+    #: The stored rest photo to send along (media path, mirrored), when it is not measured again.
+    stored_rest: tuple[str, bool] | None = None
+    items: list[_Planned] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    visits: list[_Visit] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+
+    @property
+    def n_files(self) -> int:
+        return sum(len(v.items) for v in self.visits)
+
+
+def _hash_all(paths: Sequence[Path]) -> list[str | InputError]:
+    """SHA-256 of each file (threads: the files may be on a network share), or the read error."""
+
+    def one(path: Path) -> str | InputError:
+        try:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+        except FileNotFoundError:
+            return ImageReadError(path, "file not found")
+        except IsADirectoryError:
+            return ImageReadError(path, "is a directory, not a photo")
+        except OSError as exc:
+            return ImageReadError(path, f"cannot read ({exc.strerror or exc})")
+
+    with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
+        return list(pool.map(one, paths))
+
+
+def _chunks(seq: Sequence[Any], n: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _make_plan(store: Store, rows: Sequence[ManifestRow], manifest_name: str, report: BatchReport) -> _Plan:
+    """Apply patient fields, hash files, and decide per row: skip, fail, measure or re-measure."""
+    from sqlalchemy import select
+
+    from .ingest import (
+        REST,
+        RowProblem,
+        _apply_patient_fields,
+        _in_write_session,
+        _patient_conflicts,
+        _retry_on_conflict,
+    )
+    from .store import Patient, Recording, Visit
+
+    where = lambda r: f"{manifest_name}:{r.line}"  # noqa: E731
+    plan = _Plan()
+    conflicts = _patient_conflicts(rows, manifest_name)
+    by_patient: dict[str, list[ManifestRow]] = {}
+    for r in rows:
+        by_patient.setdefault(r.patient, []).append(r)
+    usable: list[ManifestRow] = []
+    for code, prow in by_patient.items():
+        if code in conflicts:
+            report.failed += [RowProblem(where(r), f"{r.path}: {conflicts[code]}") for r in prow]
+    todo = {code: prow for code, prow in by_patient.items() if code not in conflicts}
+
+    def apply_all(s: Any) -> dict[str, str]:
+        """Every patient's fields in one transaction, each in a savepoint: patient -> reason refused."""
+        refused = {}
+        for code, prow in todo.items():
+            try:
+                with s.begin_nested():
+                    _apply_patient_fields(s, code, prow)
+            except ValueError as exc:
+                refused[code] = str(exc)
+        return refused
+
+    refused: dict[str, str] = _retry_on_conflict(lambda: _in_write_session(store, apply_all))  # type: ignore[assignment]
+    for code, prow in todo.items():
+        if code in refused:
+            report.failed += [RowProblem(where(r), f"{r.path}: {refused[code]}") for r in prow]
+            continue
+        plan.patients.append(code)
+        # rest photos first within each visit, then the manifest's order (as ingest does)
+        usable += sorted(prow, key=lambda r: (r.visit_date, r.expression != REST, r.line))
+
+    hashes = _hash_all([r.path for r in usable])
+    shas = [h for h in hashes if isinstance(h, str)]
+    with store.session() as s:
+        existing: dict[str, tuple[Any, ...]] = {}
+        for chunk in _chunks(sorted(set(shas))):
+            q = (
+                select(
+                    Recording.sha256, Recording.id, Recording.expression, Visit.date, Patient.code,
+                    Recording.algorithm_version, Recording.measured_affected_side, Recording.rest_recording_id,
+                )
+                .join(Recording.visit)
+                .join(Visit.patient)
+                .where(Recording.sha256.in_(chunk))
+            )
+            existing.update({t[0]: tuple(t[1:]) for t in s.execute(q)})
+        affected: dict[str, str | None] = {}
+        stored_rests: dict[tuple[str, Any], tuple[int, str, str, bool]] = {}
+        for chunk in _chunks(plan.patients):
+            q = select(Patient.code, Patient.affected_side).where(Patient.code.in_(chunk))
+            affected.update({code: side for code, side in s.execute(q)})
+            q = (
+                select(Patient.code, Visit.date, Recording.id, Recording.sha256, Recording.media_path, Recording.mirrored)
+                .join(Recording.visit)
+                .join(Visit.patient)
+                .where(Patient.code.in_(chunk), Recording.expression == REST)
+                .order_by(Recording.id)
+            )
+            for code, date, rid, sha, media, mirrored in s.execute(q):
+                stored_rests.setdefault((code, date), (rid, sha, media, bool(mirrored)))
+
+    # a visit gets a rest photo in this run when one of its rest rows is new
+    new_rest_visits = {
+        (r.patient, r.visit_date)
+        for r, h in zip(usable, hashes)
+        if r.expression == REST and isinstance(h, str) and h not in existing
+    }
+    visits: dict[tuple[str, Any], _Visit] = {}
+    seen: dict[str, ManifestRow] = {}
+    for r, h in zip(usable, hashes):
+        if not isinstance(h, str):
+            report.failed.append(RowProblem(where(r), str(h)))
+            continue
+        ident = (r.expression, r.visit_date, r.patient)
+        first = seen.setdefault(h, r)
+        if first is not r:  # the same file listed twice
+            if (first.expression, first.visit_date, first.patient) == ident:
+                report.skipped += 1
+            else:
+                report.failed.append(RowProblem(where(r), f"{r.path}: the same photo is also listed at "
+                                                f"{where(first)} as patient {first.patient}, visit {first.visit_date}, "
+                                                f"{first.expression}"))
+            continue
+        key = (r.patient, r.visit_date)
+        recording_id = None
+        if h in existing:
+            rid, expr, vdate, code, version, measured_side, rest_id = existing[h]
+            if (expr, vdate, code) != ident:
+                report.failed.append(RowProblem(
+                    where(r), f"{r.path}: the same photo is already stored as patient {code}, visit {vdate}, {expr}"))
+                continue
+            visit_has_rest = key in stored_rests or key in new_rest_visits
+            needs_rest = r.expression != REST and rest_id is None and visit_has_rest
+            if version == ALGORITHM_VERSION and measured_side == affected.get(r.patient) and not needs_rest:
+                report.skipped += 1
+                continue
+            recording_id = rid
+        visit = visits.get(key)
+        if visit is None:
+            visit = visits[key] = _Visit(r.patient, affected.get(r.patient))
+            if key in stored_rests:
+                visit.stored_rest_id = stored_rests[key][0]
+        visit.items.append(_Planned(r, h, recording_id))
+
+    # the stored rest photo goes first; when it is not measured again, its stored copy goes along
+    for key, visit in visits.items():
+        if visit.stored_rest_id is None:
+            continue
+        rid, _sha, media, mirrored = stored_rests[key]
+        mine = [p for p in visit.items if p.recording_id == rid]
+        if mine:
+            visit.items.remove(mine[0])
+            visit.items.insert(0, mine[0])
+        elif any(p.row.expression != REST for p in visit.items):
+            visit.stored_rest = (media, mirrored)
+    plan.visits = list(visits.values())
+    return plan
+
+
+# --------------------------------------------------------------------------- client side: storing
+
+
+def _store_outcome(
+    store: Store, planned: _Planned, outcome: _Outcome, rest_id: int | None, affected: str | None
+) -> tuple[int | None, bool]:
+    """Write one measured file in its own transaction: (recording id, whether rows were written)."""
+    from sqlalchemy import delete, select
+
+    from .ingest import _in_write_session, _retry_on_conflict, _write_media
+    from .store import Measurement, Patient, Recording, RecordingKind, get_or_create_visit
+
+    r, measured = planned.row, outcome.measured
+    assert measured is not None
+    if planned.recording_id is not None:
+        with store.session(write=True) as s:
+            rec = s.get(Recording, planned.recording_id)
+            if rec is None:  # deleted meanwhile
+                return None, False
+            s.execute(delete(Measurement).where(Measurement.recording_id == rec.id))
+            s.expire(rec, ["measurements"])
+            _apply_recording(s, rec, measured, rest_id, affected)
+            return rec.id, True
+
+    assert outcome.blob is not None
+    rel = _write_media(store, planned.sha256, outcome.blob, outcome.ext)
+
+    def work(s: Any) -> tuple[int | None, bool]:
+        found = s.scalar(select(Recording.id).where(Recording.sha256 == planned.sha256))
+        if found is not None:
+            return found, False  # committed meanwhile by a concurrent ingest
+        pat = s.scalar(select(Patient).where(Patient.code == r.patient))
+        if pat is None:
+            raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
+        rec = Recording(
+            visit=get_or_create_visit(s, pat, r.visit_date),
+            kind=RecordingKind.PHOTO.value,
+            expression=r.expression,
+            sha256=planned.sha256,
+            mirrored=r.mirrored,
+            media_path=rel,
+            original_name=r.path.name[:255],
+            width_px=outcome.width_px,
+            height_px=outcome.height_px,
+        )
+        s.add(rec)
+        _apply_recording(s, rec, measured, rest_id, affected)
+        return rec.id, True
+
+    return _retry_on_conflict(lambda: _in_write_session(store, work))  # type: ignore[return-value]
+
+
+def _apply_recording(s: Any, rec: Any, measured: _Measured, rest_id: int | None, affected: str | None) -> None:
+    """Ingest's :func:`~symmetry.ingest._apply_measured`, with the measurement rows inserted in bulk.
+
+    The recording's fields are set by ingest's own code; the ~50 rows per photo go in one executemany
+    rather than as ORM objects, which would cost the client (the one writer, sharing the machine with
+    the workers) several times more CPU per photo.
+    """
+    import dataclasses
+
+    from sqlalchemy import insert
+
+    from .ingest import _apply_measured
+    from .store import Measurement
+
+    _apply_measured(rec, dataclasses.replace(measured, rows=[]), rest_id, affected)
+    s.flush()
+    if measured.rows:
+        s.execute(
+            insert(Measurement),
+            [
+                {"recording_id": rec.id, "name": n, "side": side, "value": v, "unit": u,
+                 "algorithm_version": ALGORITHM_VERSION}
+                for n, side, v, u in measured.rows
+            ],
+        )
+
+
+class _Progress:
+    """tqdm on stderr (only on a terminal), or a callback ``(files_finished, files_total)``."""
+
+    def __init__(self, progress: bool | Callable[[int, int], None], total: int) -> None:
+        self.total, self.n = total, 0
+        self._callback = progress if callable(progress) else None
+        self._bar = None
+        stream = sys.stderr
+        if progress is True and total and stream is not None and hasattr(stream, "isatty") and stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="measuring", unit="file", file=stream, dynamic_ncols=True,
+                             mininterval=0.5, smoothing=0.1)
+
+    def update(self, n: int, failed: int) -> None:
+        self.n += n
+        if self._bar is not None:
+            self._bar.set_postfix(failed=failed, refresh=False)
+            self._bar.update(n)
+        if self._callback is not None:
+            self._callback(self.n, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _task(store: Store, visit: _Visit) -> _VisitTask:
+    """The worker's task for a visit; reads the stored rest photo (OSError when it cannot)."""
+    rest = None
+    if visit.stored_rest is not None:
+        media, mirrored = visit.stored_rest
+        rest = (store.media_path(media).read_bytes(), media, mirrored)
+    return _VisitTask(
+        items=tuple(
+            _Item(k, str(p.row.path), p.sha256, p.row.expression, p.row.mirrored, p.recording_id is None)
+            for k, p in enumerate(visit.items)
+        ),
+        affected_side=visit.affected_side,
+        rest=rest,
+        algorithm_version=ALGORITHM_VERSION,
+    )
+
+
+def _worker_failure(exc: BaseException) -> str:
+    if type(exc).__name__ == "KilledWorker":
+        return ("the Dask workers measuring this visit died repeatedly (out of memory? raise --memory-limit, "
+                "or the cluster workers' limit)")
+    why = f"the Dask worker failed ({type(exc).__name__}: {exc})"
+    if isinstance(exc, ImportError):
+        why += "; install symmetry on every worker"
+    return why
+
+
+def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, progress: _Progress,
+              manifest_name: str) -> None:
+    """Submit the visits (a bounded number at a time) and store the results as they arrive."""
+    from distributed import as_completed
+
+    from .ingest import RowProblem
+
+    where = lambda r: f"{manifest_name}:{r.line}"  # noqa: E731
+    # longest visits first: fewer stragglers at the end
+    pending = iter(sorted(plan.visits, key=lambda v: -len(v.items)))
+    in_flight: dict[Any, _Visit] = {}
+    results = as_completed(loop=client.loop)
+    keys = (f"symmetry-visit-{os.urandom(4).hex()}-{i}" for i in itertools.count())
+
+    def fail(visit: _Visit, why: str) -> list[_Outcome]:
+        return [_Outcome(k, reason=f"{p.row.path}: {why}") for k, p in enumerate(visit.items)]
+
+    def submit_next() -> None:
+        for visit in pending:
+            try:
+                task = _task(store, visit)
+            except OSError as exc:
+                why = f"the visit's stored rest photo cannot be read ({exc.strerror or exc})"
+                settle(visit, fail(visit, why))
+                continue
+            future = client.submit(_measure_visit, task, pure=False, key=next(keys))
+            in_flight[future] = visit
+            results.add(future)
+            return
+
+    def settle(visit: _Visit, outcomes: list[_Outcome]) -> None:
+        ids: dict[int, int | None] = {_STORED_REST: visit.stored_rest_id}
+        for outcome in outcomes:  # in the visit's order: a rest photo is stored before its expressions
+            planned = visit.items[outcome.key]
+            if outcome.measured is None:
+                report.failed.append(RowProblem(where(planned.row), outcome.reason or "not measured"))
+                continue
+            rest_id = ids.get(outcome.rest_key) if outcome.rest_key is not None else None
+            try:
+                rid, wrote = _store_outcome(store, planned, outcome, rest_id, visit.affected_side)
+            except (SymmetryError, OSError) as exc:
+                report.failed.append(RowProblem(where(planned.row), f"{planned.row.path}: cannot store ({exc})"))
+                continue
+            ids[outcome.key] = rid
+            if not wrote:
+                report.skipped += 1
+            elif planned.recording_id is None:
+                report.added += 1
+            else:
+                report.remeasured += 1
+            if wrote:
+                report.measurement_rows += len(outcome.measured.rows)
+        progress.update(len(outcomes), len(report.failed))
+
+    # a few tasks per worker thread in flight: the cluster stays busy, and the client holds only
+    # those visits' stored rest photos and results in memory, however long the manifest
+    for _ in range(max(4, 3 * report.workers)):
+        submit_next()
+    try:
+        for future in results:
+            visit = in_flight.pop(future)
+            try:
+                outcomes: list[_Outcome] = future.result()
+            except Exception as exc:  # the worker died, or cannot run symmetry
+                outcomes = fail(visit, _worker_failure(exc))
+            finally:
+                future.release()
+            settle(visit, outcomes)
+            submit_next()
+    finally:
+        for future in in_flight:  # interrupted: leave nothing running on the cluster
+            future.cancel()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_batch(
+    store: Store,
+    manifest: str | os.PathLike[str],
+    *,
+    options: BatchOptions | None = None,
+    client: Client | None = None,
+    progress: bool | Callable[[int, int], None] = False,
+    on_message: Callable[[str], None] | None = None,
+) -> BatchReport:
+    """Measure every file of a manifest on Dask workers and store the results.
+
+    Stores exactly what :func:`symmetry.ingest.ingest_manifest` stores for the
+    same manifest (same recordings, rows and values), but measures on Dask
+    workers: one task per visit, rest photo first; only this process writes
+    to ``store``, one transaction per recording, as results arrive.
+
+    Parameters
+    ----------
+    store : Store
+    manifest : path
+        The ingest manifest (see :mod:`symmetry.ingest`).
+    options : BatchOptions, optional
+        Local workers or a scheduler address; ignored when ``client`` is given.
+    client : distributed.Client, optional
+        An existing client to run on (tests, benchmarks, notebooks).
+    progress : bool or callable
+        ``True``: a tqdm bar with ETA on stderr when it is a terminal; a
+        callable is called with ``(files_finished, files_total)``.
+    on_message : callable, optional
+        Called with one line on the plan before measuring starts.
+
+    Returns
+    -------
+    BatchReport
+        Unusable rows and files that failed are in ``failed``, with reasons.
+
+    Raises
+    ------
+    ManifestError
+        The manifest as a whole is unusable (missing, wrong columns).
+    BatchError
+        The cluster cannot be started or reached.
+    StoreError
+        The database cannot be used.
+    """
+    from .ingest import read_manifest, remeasure
+
+    t0 = time.perf_counter()
+    options = options or BatchOptions()
+    say = on_message or (lambda _msg: None)
+    report = BatchReport()
+    rows, problems = read_manifest(manifest)
+    name = Path(manifest).name
+    report.failed += problems
+    plan = _make_plan(store, rows, name, report)
+    if plan.n_files:
+        if client is not None:
+            cm: contextlib.AbstractContextManager[Client] = contextlib.nullcontext(client)
+            where = "on the given Dask cluster"
+        elif options.scheduler:
+            cm = connect(options.scheduler)
+            where = f"on the Dask cluster at {options.scheduler}"
+        else:
+            n = min(options.workers or _available_cores(), len(plan.visits))
+            cm = local_client(n, memory_limit=options.memory_limit)
+            where = f"on {n} local worker(s)"
+        say(f"{plan.n_files} file(s) in {len(plan.visits)} visit(s) to measure {where}; "
+            f"{report.skipped} already measured, {len(report.failed)} unusable")
+        t_start = time.perf_counter()
+        with cm as c:
+            report.startup_seconds = time.perf_counter() - t_start
+            report.workers = _worker_threads(c)
+            bar = _Progress(progress, plan.n_files)
+            try:
+                _run_plan(store, plan, c, report, bar, name)
+            finally:
+                bar.close()
+    # stored recordings outside the manifest whose visit gained a rest photo, or whose patient's
+    # affected side changed (rare; measured here, as ingest does)
+    from .ingest import IngestReport
+
+    catch_up = IngestReport()
+    for code in _out_of_date_patients(store, plan.patients):
+        remeasure(store, code, report=catch_up)
+    report.remeasured += catch_up.remeasured
+    report.measurement_rows += catch_up.measurement_rows
+    report.failed += catch_up.problems
+    report.failed.sort(key=_line_order)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _out_of_date_patients(store: Store, patients: Sequence[str]) -> list[str]:
+    """Those of ``patients`` with a recording that :func:`symmetry.ingest.remeasure` would measure again.
+
+    (An expression recording without a rest photo in a visit that has one, or a recording measured
+    with another affected side than the patient's.) Two queries instead of one call per patient.
+    """
+    from sqlalchemy import and_, exists, select
+    from sqlalchemy.orm import aliased
+
+    from .ingest import REST
+    from .store import Patient, Recording, Visit
+
+    rest = aliased(Recording)
+    base = select(Patient.code).join(Visit, Visit.patient_id == Patient.id).join(Recording, Recording.visit_id == Visit.id)
+    found: set[str] = set()
+    with store.session() as s:
+        for chunk in _chunks(list(patients)):
+            no_rest = base.where(
+                Patient.code.in_(chunk),
+                Recording.expression != REST,
+                Recording.rest_recording_id.is_(None),
+                exists().where(and_(rest.visit_id == Recording.visit_id, rest.expression == REST)),
+            )
+            other_side = base.where(
+                Patient.code.in_(chunk), Recording.measured_affected_side.is_distinct_from(Patient.affected_side)
+            )
+            found.update(s.scalars(no_rest.distinct()))
+            found.update(s.scalars(other_side.distinct()))
+    return [p for p in patients if p in found]
+
+
+def _line_order(problem: RowProblem) -> tuple[int, int]:
+    """Failed rows in manifest order (``manifest.csv:LINE``), anything else after them."""
+    _, _, line = problem.source.rpartition(":")
+    return (0, int(line)) if line.isdigit() else (1, 0)

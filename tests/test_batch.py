@@ -1,0 +1,260 @@
+"""Batch: a real 2-worker Dask LocalCluster, a broken file, a re-run, and the same rows as ingest."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_ingest import build_cohort, write_manifest
+
+from symmetry import ALGORITHM_VERSION
+from symmetry.batch import BatchOptions, _Item, _measure_visit, _VisitTask, local_client, run_batch
+from symmetry.ingest import file_sha256, ingest_manifest
+from symmetry.store import open_store
+
+#: Recording columns that must be identical between ``symmetry batch`` and ``symmetry ingest``.
+_RECORDING_SQL = """
+SELECT r.sha256, r.expression, r.mirrored, r.media_path, r.original_name, r.width_px, r.height_px,
+       r.mm_per_px, r.mm_per_px_uncertainty, r.scale_source, r.head_yaw_deg, r.head_pitch_deg, r.head_roll_deg,
+       r.warnings, r.refined_points, r.measured_affected_side, r.algorithm_version, rest.sha256 AS rest_sha256,
+       p.code AS patient, v.date AS visit_date, v.phase, v.days_from_procedure
+FROM recording r JOIN visit v ON v.id = r.visit_id JOIN patient p ON p.id = v.patient_id
+LEFT JOIN recording rest ON rest.id = r.rest_recording_id
+"""
+_MEASUREMENT_SQL = """
+SELECT r.sha256, m.name, m.side, m.value, m.unit, m.algorithm_version
+FROM measurement m JOIN recording r ON r.id = m.recording_id
+"""
+
+
+def _table(home: Path, sql: str, key: list[str]) -> pd.DataFrame:
+    con = sqlite3.connect(home / "symmetry.sqlite3")
+    try:
+        frame = pd.read_sql_query(sql, con)
+    finally:
+        con.close()
+    return frame.sort_values(key).reset_index(drop=True)
+
+
+def recordings_of(home: Path) -> pd.DataFrame:
+    return _table(home, _RECORDING_SQL, ["sha256"])
+
+
+def measurements_of(home: Path) -> pd.DataFrame:
+    return _table(home, _MEASUREMENT_SQL, ["sha256", "name", "side"])
+
+
+@pytest.fixture(scope="module")
+def client():
+    with local_client(2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, landmarker):
+    """12 good photos (2 patients x 3 visits x rest + smile), a broken file and a missing one."""
+    folder = tmp_path_factory.mktemp("batch")
+    return build_cohort(folder / "photos", landmarker)
+
+
+@pytest.fixture(scope="module")
+def ingested(cohort, tmp_path_factory, landmarker):
+    """The reference: a plain sequential ingest of the same manifest."""
+    home = tmp_path_factory.mktemp("ingest_home")
+    with open_store(home=home) as store:
+        report = ingest_manifest(store, cohort, landmarker=landmarker)
+    assert report.added == 12
+    return home
+
+
+@pytest.fixture(scope="module")
+def batched(cohort, client, tmp_path_factory):
+    """The cohort measured by ``run_batch`` on the 2-worker cluster: (home, report, progress ticks)."""
+    home = tmp_path_factory.mktemp("batch_home")
+    ticks: list[tuple[int, int]] = []
+    with open_store(home=home) as store:
+        report = run_batch(store, cohort, client=client, progress=lambda n, total: ticks.append((n, total)))
+    return home, report, ticks
+
+
+def test_failed_files_are_recorded_with_their_reason_and_the_rest_stored(batched):
+    _, report, ticks = batched
+    assert (report.added, report.remeasured, report.skipped) == (12, 0, 0)
+    assert report.workers == 2 and not report.ok
+    reasons = {p.source: p.reason for p in report.failed}
+    assert set(reasons) == {"manifest.csv:14", "manifest.csv:15"}
+    assert "broken.jpg" in reasons["manifest.csv:14"] and "not an image" in reasons["manifest.csv:14"]
+    assert "missing.jpg: file not found" in reasons["manifest.csv:15"]  # found by the client, never sent
+    # progress counts every file sent to the workers, the broken one included
+    assert ticks[-1] == (13, 13) and [n for n, _ in ticks] == sorted(n for n, _ in ticks)
+    assert "12 done (12 added" in report.summary() and "2 failed" in report.summary()
+
+
+def test_batch_stores_exactly_what_ingest_stores(batched, ingested):
+    home, _, _ = batched
+    pd.testing.assert_frame_equal(recordings_of(home), recordings_of(ingested))
+    got, want = measurements_of(home), measurements_of(ingested)
+    assert len(got) > 12 * 20
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    # the stored (metadata-stripped) copies are byte for byte the same files
+    for rel in recordings_of(home)["media_path"]:
+        assert (home / "media" / rel).read_bytes() == (ingested / "media" / rel).read_bytes()
+    with open_store(home=home) as a, open_store(home=ingested) as b:
+        pd.testing.assert_frame_equal(a.visits("P01"), b.visits("P01"))
+        pd.testing.assert_frame_equal(a.patients(), b.patients())
+
+
+def test_workers_use_one_core_each_within_a_memory_limit(batched, client):
+    def threads() -> tuple[str | None, int]:
+        import cv2
+
+        return os.environ.get("OMP_NUM_THREADS"), cv2.getNumThreads()
+
+    assert set(client.run(threads).values()) == {("1", 1)}
+    limits = {w["memory_limit"] for w in client.scheduler_info()["workers"].values()}
+    assert limits == {2 * 2**30}
+
+
+def test_cli_rerun_skips_everything_and_adds_nothing(batched, cohort, client, monkeypatch, capsys, tmp_path):
+    from symmetry.cli import main
+
+    home, _, _ = batched
+    before = measurements_of(home)
+    monkeypatch.setenv("SYMMETRY_HOME", str(home))
+    monkeypatch.delenv("SYMMETRY_DATABASE_URL", raising=False)
+    address = client.scheduler.address
+    failures = tmp_path / "failures.csv"
+    # the broken file is still listed: tried again, failed again, exit 3
+    assert main(["batch", str(cohort), "--scheduler", address, "--no-progress", "--failures", str(failures)]) == 3
+    err = capsys.readouterr().err
+    assert "0 done (0 added, 0 re-measured; 0 measurement rows), 12 skipped" in err
+    assert "error: manifest.csv:14: " in err and "broken.jpg" in err
+    assert "error: manifest.csv:15: " in err and "missing.jpg: file not found" in err
+    with open(failures, newline="") as f:
+        assert [r["source"] for r in csv.DictReader(f)] == ["manifest.csv:14", "manifest.csv:15"]
+    # fixed: the bad rows removed; nothing to measure, no cluster needed, exit 0
+    with open(cohort, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["path"] not in ("broken.jpg", "missing.jpg")]
+    fixed = write_manifest(cohort.parent / "fixed.csv", rows)
+    assert main(["batch", str(fixed), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "0 done" in err and "12 skipped" in err and "0 failed" in err and "error" not in err
+    pd.testing.assert_frame_equal(measurements_of(home), before)
+    assert len(recordings_of(home)) == 12
+
+
+def test_an_older_algorithm_version_is_measured_again(batched, cohort, client, ingested):
+    home, _, _ = batched
+    con = sqlite3.connect(home / "symmetry.sqlite3")
+    with con:
+        sha = con.execute("SELECT sha256 FROM recording WHERE expression = 'smile_open' ORDER BY id LIMIT 1").fetchone()[0]
+        con.execute("UPDATE recording SET algorithm_version = '0.0.0' WHERE sha256 = ?", (sha,))
+        con.execute(
+            "UPDATE measurement SET value = value + 1, algorithm_version = '0.0.0' "
+            "WHERE recording_id = (SELECT id FROM recording WHERE sha256 = ?)", (sha,)
+        )
+    con.close()
+    with open_store(home=home) as store:
+        report = run_batch(store, cohort, client=client)
+    assert (report.added, report.remeasured, report.skipped) == (0, 1, 12 - 1)
+    assert set(measurements_of(home)["algorithm_version"]) == {ALGORITHM_VERSION}
+    pd.testing.assert_frame_equal(measurements_of(home), measurements_of(ingested), check_exact=True)
+    pd.testing.assert_frame_equal(recordings_of(home), recordings_of(ingested))
+
+
+def test_a_rest_photo_that_arrives_later_is_measured_against(cohort, client, ingested, tmp_path):
+    """Expression first, rest in a later batch (re-measured on a worker); then an expression
+    whose rest is already stored (the stored copy goes to the worker). Same values as ingest."""
+    with open(cohort, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["patient"] == "P02"]
+    first = {k: v for k, v in rows[0].items() if v}  # patient fields of P02 on every row
+    rows = [{**first, **{k: v for k, v in r.items() if v}} for r in rows]
+    for r in rows:
+        r["path"] = str(cohort.parent / r["path"])
+    v0 = [r for r in rows if r["visit_date"] == rows[0]["visit_date"]]
+    v1 = [r for r in rows if r["visit_date"] == rows[2]["visit_date"]]
+    smile0 = next(r for r in v0 if r["expression"] == "smile_open")
+    rest1 = next(r for r in v1 if r["expression"] == "rest")
+    home = tmp_path / "home"
+    with open_store(home=home) as store:
+        steps = [([smile0], (1, 0)), (v0, (1, 1)), ([rest1], (1, 0)), (v1, (1, 0))]
+        for k, (step, (added, remeasured)) in enumerate(steps):
+            report = run_batch(store, write_manifest(tmp_path / f"m{k}.csv", step), client=client)
+            assert report.ok, report.failed
+            assert (report.added, report.remeasured) == (added, remeasured), k
+    shas = {file_sha256(r["path"]) for r in v0 + v1}
+    want = measurements_of(ingested)
+    want_recs = recordings_of(ingested)
+    got_recs = recordings_of(home)
+    assert got_recs["rest_sha256"].notna().sum() == 2
+    pd.testing.assert_frame_equal(measurements_of(home), want[want["sha256"].isin(shas)].reset_index(drop=True),
+                                  check_exact=True)
+    columns = ["sha256", "expression", "mm_per_px", "rest_sha256", "refined_points", "measured_affected_side"]
+    pd.testing.assert_frame_equal(got_recs[columns], want_recs[want_recs["sha256"].isin(shas)][columns].reset_index(drop=True))
+
+
+def test_a_worker_with_another_algorithm_version_refuses_with_a_reason():
+    task = _VisitTask(
+        items=(_Item(0, "/x/rest.jpg", "0" * 64, "rest", False, True),),
+        affected_side=None, rest=None, algorithm_version="0.0.0-other",
+    )
+    (outcome,) = _measure_visit(task)
+    assert outcome.measured is None
+    assert outcome.reason.startswith("/x/rest.jpg: this worker has symmetry algorithm")
+    assert "install the same symmetry version on every worker" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "manifest not found"), ("patient,visit_date,path\n", "missing column(s) expression")],
+)
+def test_an_unusable_manifest_exits_2_before_any_cluster_starts(tmp_path, monkeypatch, capsys, content, message):
+    from symmetry.cli import main
+
+    manifest = tmp_path / "m.csv"
+    if content is not None:
+        manifest.write_text(content)
+    monkeypatch.setenv("SYMMETRY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SYMMETRY_DATABASE_URL", raising=False)
+    assert main(["batch", str(manifest), "--workers", "2"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_options_are_validated_naming_the_argument():
+    with pytest.raises(ValueError, match="`workers` must be a whole number"):
+        BatchOptions(workers=-1)
+    with pytest.raises(ValueError, match="`scheduler` must be an address"):
+        BatchOptions(scheduler=" ")
+
+
+def test_an_affected_side_given_later_remeasures_the_patient_and_a_contradiction_is_refused(
+    cohort, client, ingested, tmp_path
+):
+    with open(cohort, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["patient"] == "P02"][:2]  # visit 0: smile, rest
+    for r in rows:
+        r["path"] = str(cohort.parent / r["path"])
+    smile, rest = ({**r, "affected_side": ""} for r in rows)
+    home = tmp_path / "home"
+    with open_store(home=home) as store:
+        first = run_batch(store, write_manifest(tmp_path / "a.csv", [rest]), client=client)
+        assert (first.added, first.remeasured) == (1, 0)
+        # the smile arrives with the affected side: the stored rest photo (not in this manifest) is
+        # measured again with it, as ingest does
+        second = run_batch(store, write_manifest(tmp_path / "b.csv", [{**smile, "affected_side": "right"}]),
+                           client=client)
+        assert (second.added, second.remeasured, second.failed) == (1, 1, [])
+        # a manifest that contradicts the database is refused for that patient, nothing measured
+        third = run_batch(store, write_manifest(tmp_path / "c.csv", [{**smile, "affected_side": "left"}]),
+                          client=client)
+        assert (third.done, third.workers) == (0, 0)
+        (problem,) = third.failed
+        assert problem.source == "c.csv:2" and "stored with affected side right; the manifest says left" in problem.reason
+    shas = {file_sha256(r["path"]) for r in rows}
+    want = measurements_of(ingested)
+    pd.testing.assert_frame_equal(measurements_of(home), want[want["sha256"].isin(shas)].reset_index(drop=True),
+                                  check_exact=True)
