@@ -16,7 +16,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 from . import __version__
 from .errors import InputError, SymmetryError
@@ -111,7 +111,6 @@ def _measure(args: argparse.Namespace) -> int:
         from .cli_video import measure_videos
 
         return measure_videos(args)
-    import pandas as pd
 
     from .calibration import DEFAULT_IRIS_MM
     from .images import read_image
@@ -136,24 +135,38 @@ def _measure(args: argparse.Namespace) -> int:
                     from .annotate import save_annotated
 
                     save_annotated(_annotation_path(args.annotate, photo, several), read_image(photo), result)
-            except InputError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                status = max(status, EXIT_INPUT)
-                continue
             except (SymmetryError, OSError) as exc:
-                print(f"error: {photo}: {exc}", file=sys.stderr)
-                status = EXIT_OTHER if status == EXIT_OK else status
+                status = _record_error(exc, photo, status)
                 continue
             results.append(result)
             if args.format == "table":
                 _print_table(result, sys.stdout)
-    if args.format == "json":
+    _write_results(results, args.format, several)
+    return status
+
+
+def _record_error(exc: Exception, source: str, status: int) -> int:
+    """Print one ``error:`` line for a file that could not be measured; return the new exit status.
+
+    Input errors (exit 2) win over other errors (exit 1).
+    """
+    if isinstance(exc, InputError):
+        print(f"error: {exc}", file=sys.stderr)
+        return max(status, EXIT_INPUT)
+    print(f"error: {source}: {exc}", file=sys.stderr)
+    return EXIT_OTHER if status == EXIT_OK else status
+
+
+def _write_results(results: Sequence[Any], fmt: str, several: bool) -> None:
+    """Print results (with ``to_dict`` / ``to_frame``) as one JSON object or a list, or tidy CSV."""
+    import pandas as pd
+
+    if fmt == "json":
         payload = [r.to_dict() for r in results]
         json.dump(payload[0] if len(payload) == 1 and not several else payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    elif args.format == "csv" and results:
+    elif fmt == "csv" and results:
         pd.concat([r.to_frame() for r in results], ignore_index=True).to_csv(sys.stdout, index=False)
-    return status
 
 
 @contextlib.contextmanager

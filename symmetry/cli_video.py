@@ -11,7 +11,6 @@ are 0 (all measured), 2 (an input could not be used) and 1 (anything else).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -210,7 +209,7 @@ def measure_videos(args: argparse.Namespace) -> int:
 
     Returns the exit code: 0 all measured, 2 a video could not be used, 1 anything else.
     """
-    import pandas as pd
+    from .cli import _record_error, _write_results
 
     from .video import VideoAnalyser, write_annotated_video
 
@@ -255,21 +254,11 @@ def measure_videos(args: argparse.Namespace) -> int:
                     save_video_plot(result, _output_path(plot, video, several, Path(plot).suffix))
                 if frames_out:
                     result.series.save(_output_path(frames_out, video, several, Path(frames_out).suffix))
-            except InputError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                status = max(status, EXIT_INPUT)
-                continue
             except (SymmetryError, OSError) as exc:
-                print(f"error: {video}: {exc}", file=sys.stderr)
-                status = EXIT_OTHER if status == EXIT_OK else status
+                status = _record_error(exc, video, status)
                 continue
             results.append(result)
             if args.format == "table":
                 _print_table(result, sys.stdout)
-    if args.format == "json":
-        payload = [r.to_dict() for r in results]
-        json.dump(payload[0] if len(payload) == 1 and not several else payload, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif args.format == "csv" and results:
-        pd.concat([r.to_frame() for r in results], ignore_index=True).to_csv(sys.stdout, index=False)
+    _write_results(results, args.format, several)
     return status
