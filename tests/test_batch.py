@@ -113,10 +113,11 @@ def test_workers_use_one_core_each_within_a_memory_limit(batched, client):
         import cv2
         import dask
 
-        return os.environ.get("OMP_NUM_THREADS"), cv2.getNumThreads(), dask.config.get("distributed.worker.profile.enabled")
+        return (os.environ.get("OMP_NUM_THREADS"), cv2.getNumThreads(),
+                dask.config.get("distributed.worker.profile.enabled"), "MALLOC_TRIM_THRESHOLD_" in os.environ)
 
-    # one thread for OpenCV and BLAS, and no stack-sampling profiler taking CPU from the measuring
-    assert set(client.run(threads).values()) == {("1", 1, False)}
+    # one thread for OpenCV and BLAS; no stack-sampling profiler and no malloc trimming taking CPU
+    assert set(client.run(threads).values()) == {("1", 1, False, False)}
     limits = {w["memory_limit"] for w in client.scheduler_info()["workers"].values()}
     assert limits == {2 * 2**30}
 
