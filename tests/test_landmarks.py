@@ -114,3 +114,30 @@ def test_averaged_detection_is_exactly_mirror_consistent(portraits, landmarker):
     b = landmarker.detect_averaged(np.ascontiguousarray(img[:, ::-1])).points_px.copy()
     b[:, 0] = img.shape[1] - b[:, 0]
     assert np.abs(b[MIRROR, :2] - a[:, :2]).max() < 0.05  # px
+
+
+@pytest.mark.parametrize("mode", [RunningMode.IMAGE, RunningMode.VIDEO])
+def test_fast_result_reader_matches_mediapipe_public_api(portraits, monkeypatch, mode):
+    """The numpy reader of MediaPipe's C result gives exactly what the public API gives."""
+    import symmetry.landmarks as landmarks
+
+    big = portraits["obama"]
+    small = cv2.resize(big, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
+    panel = np.full_like(big, 128)
+    panel[: small.shape[0], : small.shape[1]] = small
+    two = np.ascontiguousarray(np.concatenate([big, panel], axis=1))  # a face and a smaller one
+    results = {}
+    for fast in (True, False):
+        monkeypatch.setattr(landmarks, "_FAST_PATH", fast)
+        with Landmarker(LandmarkerOptions(running_mode=mode, num_faces=2)) as lm:
+            face = lm.detect(two) if mode is RunningMode.IMAGE else lm.detect_for_video(two, 0)
+        results[fast] = face
+    fast, public = results[True], results[False]
+    assert fast is not None and public is not None
+    assert fast.n_faces == public.n_faces == 2
+    np.testing.assert_array_equal(fast.points_px, public.points_px)
+    assert fast.blendshapes == public.blendshapes and len(fast.blendshapes) == 52
+    np.testing.assert_array_equal(fast.transform, public.transform)
+    assert fast.head_pose_deg == public.head_pose_deg
+    # the largest face is the one returned: its points lie in the left half
+    assert fast.points_px[:, 0].max() < portraits["obama"].shape[1]
