@@ -168,10 +168,7 @@ def test_tidy_frame_and_json(baseline):
         ("astronaut", "left", 1.5),
         ("astronaut", "right", 1.5),
         ("astronaut", "left", 2.0),
-        pytest.param(
-            "astronaut", "right", 2.0,
-            marks=pytest.mark.xfail(strict=True, reason="known: 62% recovered on this 8.6 px iris (issue 3)"),
-        ),
+        ("astronaut", "right", 2.0),  # 8.6 px iris
     ],
 )
 def test_unilateral_upper_lid_drop_shows_on_its_side_only(face, side, drop_mm, portraits, landmarker, baseline):
@@ -189,4 +186,5 @@ def test_unilateral_upper_lid_drop_shows_on_its_side_only(face, side, drop_mm, p
     measured_drop = -r.value("palpebral_fissure_change", side) / 100 * pfh0
     other = r.value("palpebral_fissure_change", s.other.value) / 100 * rest.value("palpebral_fissure_height", s.other.value)
     assert abs(other) <= 0.3
-    assert measured_drop == pytest.approx(true_drop_mm, rel=0.30)
+    # issue 3's target: every case recovers >= 85% (and does not overshoot by more than 20%)
+    assert 0.85 * true_drop_mm <= measured_drop <= 1.2 * true_drop_mm
