@@ -227,8 +227,13 @@ def _local_config() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def local_client(workers: int = 0, *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> Iterator[Client]:
+def local_client(
+    workers: int = 0, *, memory_limit: str = DEFAULT_MEMORY_LIMIT, dashboard: bool = False
+) -> Iterator[Client]:
     """A :class:`distributed.Client` on a new local cluster of single-threaded worker processes.
+
+    The scheduler, the workers and (when asked for) the dashboard listen on the loopback
+    interface only: nothing about the batch (file names, progress) is reachable from the network.
 
     Parameters
     ----------
@@ -236,6 +241,9 @@ def local_client(workers: int = 0, *, memory_limit: str = DEFAULT_MEMORY_LIMIT) 
         Worker processes; ``0`` = one per available core.
     memory_limit : str
         Per worker, Dask's syntax (``"2GiB"``).
+    dashboard : bool
+        Serve Dask's diagnostic dashboard on a free port of 127.0.0.1 (``client.dashboard_link``);
+        off by default.
 
     Yields
     ------
@@ -258,7 +266,11 @@ def local_client(workers: int = 0, *, memory_limit: str = DEFAULT_MEMORY_LIMIT) 
                 threads_per_worker=1,
                 processes=True,
                 memory_limit=memory_limit,
-                dashboard_address=":0",  # a free port: never collides with another cluster
+                host="127.0.0.1",  # scheduler and workers: loopback only
+                # Dask binds ":port" to every interface, and its scheduler serves HTTP (health,
+                # metrics, and the dashboard on request) even without a dashboard: a free loopback port
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": dashboard},
                 silence_logs=logging.CRITICAL,  # failures are reported per file instead
             )
         except Exception as exc:

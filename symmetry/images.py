@@ -43,6 +43,7 @@ files instead of failing and they can no longer be told apart.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -54,6 +55,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageReadError
+
+# Pillow logs the values of metadata tags at DEBUG (EXIF Artist, ImageDescription, GPS, comments:
+# a patient's name or whereabouts). Keep its loggers at INFO or above, whatever the root level.
+_PIL_LOG = logging.getLogger("PIL")
+if _PIL_LOG.level < logging.INFO:  # NOTSET (0) would follow a root logger set to DEBUG
+    _PIL_LOG.setLevel(logging.INFO)
 
 __all__ = ["read_image", "image_size", "MAX_PIXELS", "MIN_SIDE", "SUPPORTED_FORMATS"]
 

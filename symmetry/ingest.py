@@ -208,7 +208,8 @@ def _parse_row(raw: dict[str, str], line: int, base: Path) -> ManifestRow:
     patient = get("patient")
     if not _PATIENT_CODE.match(patient):
         raise ValueError(
-            f"patient code {patient!r} must be a pseudonymous code: 1-64 letters, digits, '.', '_' or '-'"
+            "patient must be a pseudonymous code: 1-64 letters, digits, '.', '_' or '-' "
+            "(the value is not repeated here in case it is a name)"
         )
     expression = get("expression").lower()
     if expression not in EXPRESSIONS:

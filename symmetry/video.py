@@ -156,6 +156,9 @@ class VideoInfo:
     rotation_deg : int
         Counter-clockwise display rotation applied to the decoded frames (0, 90, 180, 270).
     codec : str
+    truncated : bool
+        The MP4/MOV file is cut short (its data runs past the end of the file): only
+        the frames before the cut can be decoded.
     """
 
     source: str
@@ -166,6 +169,7 @@ class VideoInfo:
     n_frames: int
     rotation_deg: int
     codec: str
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,15 +200,73 @@ def _open(path: str | os.PathLike[str]) -> Any:
     if p.is_dir():
         raise VideoReadError(source, "is a directory, not a video")
     try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise VideoReadError(source, f"cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise VideoReadError(source, "file is empty (0 bytes)")
+    try:
         container = av.open(source, mode="r")
     except EOFError:
-        raise VideoReadError(source, "has no video frames (zero-frame, empty or truncated video)") from None
+        raise VideoReadError(source, _damage(p) or "has no video frames (zero-frame, empty or truncated video)") from None
+    except PermissionError:
+        raise VideoReadError(source, "cannot read (permission denied)") from None
     except Exception as exc:  # av raises many FFmpegError subclasses, OSError, ValueError
-        raise VideoReadError(source, f"not a readable video ({_reason(exc)})") from None
+        raise VideoReadError(source, _damage(p) or f"not a readable video ({_reason(exc)})") from None
     if not container.streams.video:
         container.close()
         raise VideoReadError(source, "has no video stream or no video frames")
     return container
+
+
+#: Top-level boxes of an ISO base media file (MP4, MOV, M4V, 3GP): a file starts with one of them.
+_ISO_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx",
+                        b"moof", b"mfra", b"meta", b"pdin", b"prfl", b"junk"})
+
+
+def _iso_layout(path: Path) -> tuple[set[bytes], bool] | None:
+    """(top-level box types, whether the last box runs past the end of the file) of an MP4/MOV file.
+
+    ``None`` when the file is not an ISO base media file. Only box headers are read.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            kinds: set[bytes] = set()
+            pos = 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if pos == 0 and kind not in _ISO_BOXES:
+                    return None
+                if length == 1 and len(head) >= 16:
+                    length = int.from_bytes(head[8:16], "big")
+                elif length == 0:  # runs to the end of the file
+                    length = size - pos
+                if length < 8:
+                    return kinds, True  # a damaged header
+                kinds.add(kind)
+                pos += length
+            if pos == 0:
+                return None
+            return kinds, pos > size
+    except OSError:
+        return None
+
+
+def _damage(path: Path) -> str | None:
+    """A clinician-readable reason when an MP4/MOV file is cut short or was never finished."""
+    layout = _iso_layout(path)
+    if layout is None:
+        return None
+    kinds, cut = layout
+    if b"moov" not in kinds and b"moof" not in kinds:
+        return ("truncated or unfinished video: the MP4 index ('moov' atom) is missing "
+                "(the recording was interrupted or the file was cut short)")
+    if cut:
+        return "truncated video: the file is cut short and no frame can be decoded"
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -270,8 +332,13 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     with _open(path) as container:
         stream = container.streams.video[0]
         first = next(_decoded(container, stream, source), None)
+        layout = _iso_layout(Path(path))
+        truncated = layout is not None and layout[1]
         if first is None:
-            raise VideoReadError(source, "has no decodable video frames (zero-frame or corrupt video)")
+            reason = "has no decodable video frames (zero-frame or corrupt video)"
+            if truncated:
+                reason = "truncated video: the file is cut short before its first complete frame"
+            raise VideoReadError(source, reason)
         frame = first[1]
         rot = _rotation(frame)
         fps = _rate(stream)
@@ -284,7 +351,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         w, h = frame.width, frame.height
         if rot in (90, 270):
             w, h = h, w
-        return VideoInfo(source, int(w), int(h), fps, duration, n, rot, str(stream.codec_context.name))
+        return VideoInfo(source, int(w), int(h), fps, duration, n, rot, str(stream.codec_context.name), truncated)
 
 
 def _to_rgb(frame: Any, rotation: int) -> np.ndarray:
@@ -369,6 +436,20 @@ def iter_frames(
             if index % frame_stride:
                 continue
             yield VideoFrame(index, float(t), _to_rgb(frame, info.rotation_deg))
+
+
+def _ends_early(info: VideoInfo, time_s: np.ndarray, stride: int = 1) -> str | None:
+    """A warning when the decodable frames stop well before the duration the file declares."""
+    if not len(time_s):
+        return None
+    end = float(time_s[-1]) + stride / info.fps
+    declared = info.duration_s
+    short = math.isfinite(declared) and declared - end > max(0.25, 3.0 / info.fps)
+    if not (info.truncated or short):
+        return None
+    where = f" of the {declared:.2f} s it declares" if math.isfinite(declared) else ""
+    return (f"video truncated or damaged: frames stop at {float(time_s[-1]):.2f} s{where}; "
+            "nothing after that is measured")
 
 
 # --------------------------------------------------------------------------- options
@@ -1124,7 +1205,12 @@ class VideoAnalyser:
         info = probe_video(path)
         with _progress(progress, info, total=info.n_frames // self.options.frame_stride) as tick:
             raw = _landmark_pass(info, self.options, tick)
-        return _build_series(raw, info, self.options, spans)
+        series = _build_series(raw, info, self.options, spans)
+        short = _ends_early(info, raw.time_s, self.options.frame_stride)
+        if short:
+            series.warnings.insert(0, short)
+        series.warnings.extend(_several_faces(series, self._image_landmarker()))
+        return series
 
     def measure(
         self,
@@ -1248,6 +1334,46 @@ class VideoAnalyser:
             affected_side=self.options.affected_side, refined=refined, warnings=_pose_warnings(face),
             rest_source=rest.source,
         )
+
+
+#: Frames sampled (evenly over the frames with a face) to look for other faces in the picture.
+_FACE_SAMPLES = 5
+
+
+def _several_faces(series: FrameSeries, lm: Landmarker) -> list[str]:
+    """Warnings when other faces share the picture, from a few sampled frames.
+
+    The streaming pass tracks one face. A few frames are decoded again and
+    searched for every face (IMAGE mode, the largest first); the warning says
+    how many showed several faces and whether the series followed the largest.
+    """
+    f = series.frames
+    rows = np.flatnonzero(f["face_found"].to_numpy())
+    if not len(rows):
+        return []
+    picks = sorted({int(rows[round(k)]) for k in np.linspace(0, len(rows) - 1, min(_FACE_SAMPLES, len(rows)))})
+    times = [float(f["time_s"].iat[r]) for r in picks]
+    by_time = dict(zip(times, picks))
+    ir, il = POINT_IDS.index(int(LM.RIGHT_IRIS_CENTER)), POINT_IDS.index(int(LM.LEFT_IRIS_CENTER))
+    several = other = 0
+    with contextlib.closing(_frames_at(series.info, times)) as grabbed:
+        for t, rgb in grabbed:
+            face = _detect(lm, rgb)
+            if face is None or face.n_faces < 2:
+                continue
+            several += 1
+            pts = series.points_px[by_time[t]]
+            mid = (pts[ir] + pts[il]) / 2.0
+            big = (face.points_px[LM.RIGHT_IRIS_CENTER, :2] + face.points_px[LM.LEFT_IRIS_CENTER, :2]) / 2.0
+            if float(np.hypot(*(mid - big))) > 0.5 * max(_ipd_px(face.points_px), 1.0):
+                other += 1
+    if not several:
+        return []
+    text = f"several faces in the picture ({several} of {len(times)} sampled frames)"
+    if other:
+        return [f"{text}: in {other} of them the series follows a smaller face, not the largest; "
+                "crop the video to the patient"]
+    return [f"{text}: the largest face is measured"]
 
 
 def _detect(lm: Landmarker, rgb: np.ndarray) -> FaceLandmarks | None:
