@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .measures import MOVEMENT_MEASURES, STATIC_MEASURES, UNITS, Measure, asymmetry_measures
+from .measures import MIN_DIRECTION_MM, MOVEMENT_MEASURES, STATIC_MEASURES, UNITS, Measure, asymmetry_measures
 
 __all__ = [
     "EXPRESSIONS",
@@ -311,7 +311,10 @@ def movement_series(frames: pd.DataFrame, baseline: Mapping[str, float]) -> pd.D
         pfh0 = base("palpebral_fissure_height")
         with np.errstate(invalid="ignore", divide="ignore"):
             out[f"commissure_movement_{side}"] = np.hypot(dx, dy)
-            out[f"commissure_movement_angle_{side}"] = np.degrees(np.arctan2(dy, dx))
+            moved = np.hypot(dx, dy)
+            out[f"commissure_movement_angle_{side}"] = np.where(
+                moved >= MIN_DIRECTION_MM, np.degrees(np.arctan2(dy, dx)), np.nan
+            )
             out[f"palpebral_fissure_change_{side}"] = (
                 100.0 * (col("palpebral_fissure_height") / pfh0 - 1.0) if pfh0 > 1e-6 else np.full(len(dx), np.nan)
             )

@@ -24,7 +24,8 @@ Static (unit)
 Movement, expression minus rest (unit)
     ``commissure_movement`` (mm): length of the commissure displacement vector.
     ``commissure_movement_angle`` (deg): its direction above the horizontal,
-    lateral positive (0 = straight out, 90 = straight up, 180 = toward the midline).
+    lateral positive (0 = straight out, 90 = straight up, 180 = toward the midline);
+    NaN when the commissure moved less than 0.1 mm (no direction to speak of).
     ``palpebral_fissure_change`` (%): 100 * (PFH_expression / PFH_rest - 1).
     ``brow_movement`` (mm): change of ``brow_height``, + up.
     ``lower_lip_movement`` (mm): change of ``lower_lip_height``, + up (depression < 0).
@@ -84,6 +85,9 @@ UNITS.update(
     commissure_movement_angle="deg",
     palpebral_fissure_change="%",
 )
+
+#: Below this commissure movement (mm) its direction is not reported (NaN): it would be noise.
+MIN_DIRECTION_MM = 0.1
 
 # Ratios are not meaningful for signed positions or angles (they cross zero).
 _RATIO_MEASURES = frozenset(
@@ -224,7 +228,9 @@ def movement_measures(rest_mm: np.ndarray, expression_mm: np.ndarray) -> list[Me
         pfh0 = s0["palpebral_fissure_height"]
         vals[side] = {
             "commissure_movement": float(np.hypot(*d)),
-            "commissure_movement_angle": float(np.degrees(np.arctan2(d[1], lateral_sign(side) * d[0]))),
+            "commissure_movement_angle": float(np.degrees(np.arctan2(d[1], lateral_sign(side) * d[0])))
+            if np.hypot(*d) >= MIN_DIRECTION_MM
+            else float("nan"),
             "palpebral_fissure_change": 100.0 * (s1["palpebral_fissure_height"] / pfh0 - 1.0)
             if pfh0 > 1e-6
             else float("nan"),

@@ -120,6 +120,20 @@ def test_movement_by_hand():
     assert [m for m in MOVEMENT_MEASURES if (m, "left") not in v] == []
 
 
+def test_direction_of_a_still_commissure_is_not_reported():
+    rest = synthetic_face()
+    f = pupil_frame(rest, MM_PER_PX)
+    still = _values(movement_measures(f.to_mm(rest), f.to_mm(rest)))
+    assert still[("commissure_movement", "left")] == 0.0
+    assert math.isnan(still[("commissure_movement_angle", "left")])
+    assert math.isnan(still[("commissure_movement_angle", "right")])
+    # 0.15 mm straight up on the left: above the threshold, so it has a direction
+    nudged = synthetic_face({"left": (0, -0.15 / MM_PER_PX)})
+    v = _values(movement_measures(f.to_mm(rest), f.to_mm(nudged)))
+    assert v[("commissure_movement_angle", "left")] == pytest.approx(90.0)
+    assert math.isnan(v[("commissure_movement_angle", "right")])
+
+
 def test_eyelid_drop_changes_fissure_on_its_side_only():
     rest = synthetic_face()
     drop = rest.copy()
