@@ -75,6 +75,7 @@ from . import ALGORITHM_VERSION
 from .expressions import EXPRESSIONS, REST
 from .errors import ImageReadError, InputError, SymmetryError
 from .images import read_image
+from .video import VIDEO_SUFFIXES
 from .store import (
     COHORT_SEPARATOR,
     Measurement,
@@ -218,6 +219,11 @@ def _parse_row(raw: dict[str, str], line: int, base: Path) -> ManifestRow:
     path = Path(get("path")).expanduser()
     if not path.is_absolute():
         path = base / path
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        raise ValueError(
+            "is a video: the database stores photos; measure videos with "
+            "`symmetry measure VIDEO` (or `symmetry stim` for a stimulation session)"
+        )
     procedure_date = _parse_date(get("procedure_date"), "procedure_date") if get("procedure_date") else None
     procedure = get("procedure") or None
     if procedure and procedure_date is None:

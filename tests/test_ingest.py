@@ -156,13 +156,14 @@ def test_manifest_rows_are_validated_with_line_file_and_reason(tmp_path):
         {"patient": "P01", "visit_date": "2024-02-20", "expression": "rest", "path": "e.png", "procedure": "sd"},
         {"patient": "P01", "visit_date": "2024-02-20", "expression": "rest", "path": "f.png", "aetiology": "flu"},
         {"patient": "P01", "visit_date": "2024-02-20", "expression": "rest", "path": "g.png", "mirrored": "maybe"},
+        {"patient": "P01", "visit_date": "2024-02-20", "expression": "rest", "path": "clinic.MOV"},
         {"patient": "P01", "visit_date": "2024-02-20", "expression": "Smile_Open", "path": "ok.png",
          "aetiology": "Bell's palsy", "affected_side": "L", "cohort": "b; a", "procedure_date": "2024-03-01"},
     ]
     manifest = write_manifest(tmp_path / "m.csv", rows)
     good, problems = read_manifest(manifest)
     messages = [str(p) for p in problems]
-    assert len(messages) == 7
+    assert len(messages) == 8
     assert messages[0].startswith("m.csv:2: a.png:") and "visit_date '2024-02-30' is not a date" in messages[0]
     assert "m.csv:3: b.png: unknown expression 'grin'" in messages[1] and "smile_open" in messages[1]
     assert "m.csv:4: c.png:" in messages[2] and "pseudonymous" in messages[2]
@@ -170,8 +171,9 @@ def test_manifest_rows_are_validated_with_line_file_and_reason(tmp_path):
     assert "procedure 'sd' needs a procedure_date" in messages[4]
     assert "unknown aetiology 'flu'" in messages[5] and "bells_palsy" in messages[5]
     assert "mirrored 'maybe' must be true or false" in messages[6]
+    assert "m.csv:9: clinic.MOV: is a video" in messages[7] and "symmetry measure VIDEO" in messages[7]
     (row,) = good
-    assert row.line == 9 and row.expression == "smile_open" and row.path == tmp_path / "ok.png"
+    assert row.line == 10 and row.expression == "smile_open" and row.path == tmp_path / "ok.png"
     assert (row.aetiology, row.affected_side, row.cohorts) == ("bells_palsy", "left", ("a", "b"))
     assert (row.procedure, row.procedure_date) == ("unspecified", dt.date(2024, 3, 1))
 
