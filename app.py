@@ -106,6 +106,7 @@ if _password_gate():
         st.Page("app_pages/patient.py", title="Patient", icon=":material/monitoring:"),
         st.Page("app_pages/cohort.py", title="Cohort", icon=":material/bar_chart:"),
         st.Page("app_pages/video.py", title="Video", icon=":material/movie:"),
+        st.Page("app_pages/stim.py", title="Stimulation", icon=":material/bolt:"),
     ]
     current = st.navigation(pages)
     _sidebar()

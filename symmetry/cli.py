@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "symmetry.cli_store",
     "symmetry.cli_video",
     "symmetry.cli_batch",
+    "symmetry.cli_stim",
 )
 
 EXIT_OK = 0

@@ -25,7 +25,7 @@ import numpy as np
 
 from .landmarks import CONTOURS, Side
 
-__all__ = ["REFINED_POINTS", "RefineOptions", "RefineResult", "track_points"]
+__all__ = ["REFINED_POINTS", "RefineOptions", "RefineResult", "similarity_fit", "track_points"]
 
 
 def _group(*chains: tuple[int, ...]) -> tuple[int, ...]:
@@ -171,18 +171,34 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas):  # type:
     return pts, ok, best_fb
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) src -> dst, as a 2x3 matrix."""
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt))
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
+
+    Parameters
+    ----------
+    src, dst : ndarray of shape (n, 2)
+        Corresponding points (rows with a NaN are ignored); at least 2 finite pairs.
+
+    Returns
+    -------
+    ndarray of shape (2, 3)
+        ``dst ~ src @ m[:, :2].T + m[:, 2]``.
+    """
+    a, b = np.asarray(src, float)[:, :2], np.asarray(dst, float)[:, :2]
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    a, b = a[ok], b[ok]
+    if len(a) < 2:
+        raise ValueError("similarity_fit needs at least 2 finite point pairs")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    a0, b0 = a - mu_a, b - mu_b
+    u, sig, vt = np.linalg.svd(b0.T @ a0)
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0
     corr = np.diag([1.0, d])
     rot = u @ corr @ vt
-    scale = float(np.trace(np.diag(sig) @ corr) / max((a**2).sum(), 1e-12))
+    scale = float(np.trace(np.diag(sig) @ corr) / max(float((a0**2).sum()), 1e-12))
     m = np.empty((2, 3))
     m[:, :2] = scale * rot
-    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    m[:, 2] = mu_b - m[:, :2] @ mu_a
     return m
 
 
@@ -243,7 +259,7 @@ def track_points(
     size = (int(np.ceil((x1 - x0) * up)), int(np.ceil((y1 - y0) * up)))
     # centred rest pixel r -> canvas j = up * (r + 0.5 - (x0, y0)) - 0.5
     t_rest = np.array([[up, 0.0, up * (0.5 - x0) - 0.5], [0.0, up, up * (0.5 - y0) - 0.5]])
-    sim = _similarity(expr_pts[list(_STABLE), :2], rest_pts[list(_STABLE), :2])  # expr edge -> rest edge
+    sim = similarity_fit(expr_pts[list(_STABLE), :2], rest_pts[list(_STABLE), :2])  # expr edge -> rest edge
     # centred expression pixel e -> centred rest pixel sim(e + 0.5) - 0.5 -> canvas
     sim_c = sim.copy()
     sim_c[:, 2] += sim[:, :2] @ np.array([0.5, 0.5]) - 0.5

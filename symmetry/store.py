@@ -27,7 +27,10 @@ cohort labels in ``patient_cohort``; ``procedure`` (``kind``, ``date``,
 ``mirrored``, the stored copy, scale and head pose); ``measurement`` (tidy
 rows ``name, side, value, unit`` with the ``algorithm_version``); and
 ``clinician_score`` (eFACE, Sunnybrook, House-Brackmann, FaCE, SAQ entered
-by hand, see :data:`INSTRUMENTS`).
+by hand, see :data:`INSTRUMENTS`); ``stimulation_map`` (the branch table of an
+intra-operative stimulation session, linked to the ``procedure``, with
+``stimulation_branch`` and tidy ``stimulation_movement`` rows; see
+:mod:`symmetry.stim` and :func:`save_stimulation`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ __all__ = [
     "Recording",
     "Measurement",
     "ClinicianScore",
+    "StimulationMap",
+    "StimulationBranch",
+    "StimulationMovement",
+    "STIMULATION_COLUMNS",
+    "save_stimulation",
     "EXPORT_COLUMNS",
     "export_frame",
     "write_export",
@@ -112,6 +120,12 @@ EXPORT_COLUMNS = (
     "side",
     "value",
     "unit",
+)
+#: Columns of :meth:`Store.stimulation`, in order.
+STIMULATION_COLUMNS = (
+    "patient", "procedure", "procedure_date", "map_id", "source", "source_sha256", "side", "position", "branch",
+    "rank", "class", "preserve", "stim_s", "peak_s", "onset_latency_ms", "quality", "movement", "value", "unit",
+    "direction_deg", "explanation", "algorithm_version",
 )
 #: Separator of several cohort labels in one text field (manifest, export).
 COHORT_SEPARATOR = ";"
@@ -434,6 +448,94 @@ class ClinicianScore(Base):
     entered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
     visit: Mapped[Visit] = relationship(back_populates="scores")
+
+
+#: Movement classes of a stimulated branch (as :data:`symmetry.stim.CLASSES`).
+_STIM_CLASSES = ("smile_agonist", "smile_antagonist", "ocular", "lower_lip", "mixed", "none")
+
+
+class StimulationMap(Base):
+    """A stimulation map: the branch table of one intra-operative session, linked to the procedure.
+
+    One per procedure, source (video or clips, by content hash) and operated side.
+    """
+
+    __tablename__ = "stimulation_map"
+    __table_args__ = (
+        UniqueConstraint("procedure_id", "source_sha256", "side"),
+        CheckConstraint("side IN ('left', 'right')", name="side"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 of the session video (of the clips' hashes, for one clip per branch).
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    source_name: Mapped[str | None] = mapped_column(String(255))
+    #: The operated side (the patient's).
+    side: Mapped[str] = mapped_column(String(5))
+    mirrored: Mapped[bool] = mapped_column(Boolean, default=False)
+    mm_per_px: Mapped[float | None] = mapped_column(Float)
+    #: JSON list of strings.
+    warnings: Mapped[str] = mapped_column(Text, default="[]")
+    algorithm_version: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+    procedure: Mapped[Procedure] = relationship()
+    branches: Mapped[list[StimulationBranch]] = relationship(
+        back_populates="map", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class StimulationBranch(Base):
+    """One stimulated branch of a map: its class, rank, latency, quality and explanation."""
+
+    __tablename__ = "stimulation_branch"
+    __table_args__ = (
+        UniqueConstraint("map_id", "position"),
+        CheckConstraint(
+            "movement_class IN ('smile_agonist', 'smile_antagonist', 'ocular', 'lower_lip', 'mixed', 'none')",
+            name="movement_class",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    map_id: Mapped[int] = mapped_column(ForeignKey("stimulation_map.id", ondelete="CASCADE"), index=True)
+    #: Order in the stimulation log (0-based).
+    position: Mapped[int] = mapped_column(Integer)
+    branch: Mapped[str] = mapped_column(String(64))
+    movement_class: Mapped[str] = mapped_column(String(24))
+    rank: Mapped[int] = mapped_column(Integer)
+    preserve: Mapped[bool] = mapped_column(Boolean, default=False)
+    stim_s: Mapped[float | None] = mapped_column(Float)
+    peak_s: Mapped[float | None] = mapped_column(Float)
+    onset_latency_ms: Mapped[float | None] = mapped_column(Float)
+    quality: Mapped[str] = mapped_column(String(16))
+    #: JSON list of strings.
+    quality_flags: Mapped[str] = mapped_column(Text, default="[]")
+    explanation: Mapped[str] = mapped_column(Text, default="")
+
+    map: Mapped[StimulationMap] = relationship(back_populates="branches")
+    movements: Mapped[list[StimulationMovement]] = relationship(
+        back_populates="branch_row", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class StimulationMovement(Base):
+    """One movement of one branch (tidy: ``name, value, unit, direction_deg``)."""
+
+    __tablename__ = "stimulation_movement"
+    __table_args__ = (UniqueConstraint("branch_id", "name"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("stimulation_branch.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    #: NULL where undefined (NaN).
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(8))
+    direction_deg: Mapped[float | None] = mapped_column(Float)
+
+    branch_row: Mapped[StimulationBranch] = relationship(back_populates="movements")
+
 
 
 # --------------------------------------------------------------------------- locations
@@ -784,6 +886,38 @@ class Store:
         frame["days_from_procedure"] = frame["days_from_procedure"].astype("Int64")
         return frame
 
+    def stimulation(self, patient: str | None = None) -> pd.DataFrame:
+        """Stored stimulation maps, tidy: one row per branch x movement (:data:`STIMULATION_COLUMNS`).
+
+        ``class`` is the branch's movement class (:data:`symmetry.stim.CLASSES`),
+        ``value`` NaN where undefined; rows by patient, procedure date, map, rank.
+        """
+        q = (
+            select(
+                Patient.code, Procedure.kind, Procedure.date, StimulationMap.id, StimulationMap.source_name,
+                StimulationMap.source_sha256, StimulationMap.side, StimulationBranch.position,
+                StimulationBranch.branch, StimulationBranch.rank, StimulationBranch.movement_class,
+                StimulationBranch.preserve, StimulationBranch.stim_s, StimulationBranch.peak_s,
+                StimulationBranch.onset_latency_ms, StimulationBranch.quality, StimulationMovement.name,
+                StimulationMovement.value, StimulationMovement.unit, StimulationMovement.direction_deg,
+                StimulationBranch.explanation, StimulationMap.algorithm_version,
+            )
+            .select_from(StimulationMovement)
+            .join(StimulationMovement.branch_row)
+            .join(StimulationBranch.map)
+            .join(StimulationMap.procedure)
+            .join(Procedure.patient)
+        )
+        if patient is not None:
+            q = q.where(Patient.code == patient)
+        q = q.order_by(Patient.code, Procedure.date, StimulationMap.id, StimulationBranch.rank, StimulationMovement.id)
+        with self.session() as s:
+            rows = s.execute(q).all()
+        frame = pd.DataFrame(rows, columns=list(STIMULATION_COLUMNS))
+        for col in ("value", "direction_deg", "stim_s", "peak_s", "onset_latency_ms"):
+            frame[col] = frame[col].astype(float)
+        return frame
+
     def has_patient(self, patient: str) -> bool:
         with self.session() as s:
             return s.scalar(select(Patient.id).where(Patient.code == patient)) is not None
@@ -870,6 +1004,86 @@ def get_or_create_visit(s: Session, patient: Patient, date: dt.date) -> Visit:
         s.add(visit)
         refresh_timeline(s, patient)
     return visit
+
+
+def save_stimulation(
+    store: Store,
+    patient: str,
+    procedure_date: dt.date,
+    result: Any,
+    *,
+    procedure: str | None = None,
+) -> int:
+    """Store a stimulation map (a :class:`symmetry.stim.StimResult`) with the patient's procedure.
+
+    The patient is created if absent (with the operated side as affected
+    side); the procedure is the patient's procedure on ``procedure_date``
+    (of kind ``procedure`` when given), created as ``procedure`` (default
+    ``selective_neurectomy``) if there is none. A map of the same source and
+    side on the same procedure is replaced. Returns the number of branches stored.
+
+    Raises
+    ------
+    StoreError
+        Several procedures on that date and no ``procedure`` kind to choose one.
+    ValueError
+        A branch has an unknown class.
+    """
+    from . import ALGORITHM_VERSION
+
+    for b in result.branches:
+        if b.movement_class not in _STIM_CLASSES:
+            raise ValueError(f"branch {b.branch!r}: unknown class {b.movement_class!r}")
+
+    def num(v: Any) -> float | None:
+        return None if v is None or not math.isfinite(float(v)) else float(v)
+
+    with store.session(write=True) as s:
+        pat = s.scalar(select(Patient).where(Patient.code == patient))
+        if pat is None:
+            pat = Patient(code=patient, affected_side=result.side)
+            s.add(pat)
+            s.flush()
+        procs = [p for p in pat.procedures if p.date == procedure_date and (procedure is None or p.kind == procedure)]
+        if len(procs) > 1:
+            kinds = ", ".join(sorted(p.kind for p in procs))
+            raise StoreError(f"patient {patient!r} has several procedures on {procedure_date} ({kinds}); name one")
+        if procs:
+            proc = procs[0]
+        else:
+            proc = Procedure(kind=procedure or "selective_neurectomy", date=procedure_date)
+            pat.procedures.append(proc)
+            s.flush()
+            refresh_timeline(s, pat)
+        old = s.scalar(
+            select(StimulationMap).where(
+                StimulationMap.procedure_id == proc.id,
+                StimulationMap.source_sha256 == result.source_sha256,
+                StimulationMap.side == result.side,
+            )
+        )
+        if old is not None:
+            s.delete(old)
+            s.flush()
+        names = [Path(x).name for x in result.sources]
+        smap = StimulationMap(
+            procedure=proc, source_sha256=result.source_sha256, source_name=", ".join(names)[:255],
+            side=result.side, mirrored=bool(result.mirrored), mm_per_px=num(result.mm_per_px),
+            warnings=json.dumps(list(result.warnings)), algorithm_version=ALGORITHM_VERSION,
+        )
+        s.add(smap)
+        for k, b in enumerate(result.branches):
+            row = StimulationBranch(
+                map=smap, position=k, branch=b.branch, movement_class=b.movement_class, rank=int(b.rank),
+                preserve=bool(b.preserve), stim_s=num(b.stim_s), peak_s=num(b.peak_s),
+                onset_latency_ms=num(b.onset_latency_ms), quality=b.quality,
+                quality_flags=json.dumps(list(b.quality_flags)), explanation=b.explanation,
+            )
+            s.add(row)
+            for m in b.movements:
+                s.add(StimulationMovement(branch_row=row, name=m.name, value=num(m.value), unit=m.unit,
+                                          direction_deg=num(m.direction_deg)))
+    return len(result.branches)
 
 
 def open_store(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +27,19 @@ def portraits() -> dict[str, np.ndarray]:
     from symmetry.images import read_image
 
     return {name: read_image(path) for name, path in PORTRAITS.items()}
+
+
+@contextlib.contextmanager
+def symmetry_home_env(home: Path):
+    """Point ``SYMMETRY_HOME`` at ``home`` (and unset ``SYMMETRY_DATABASE_URL``) for the block."""
+    saved = {k: os.environ.get(k) for k in ("SYMMETRY_HOME", "SYMMETRY_DATABASE_URL")}
+    os.environ["SYMMETRY_HOME"] = str(home)
+    os.environ.pop("SYMMETRY_DATABASE_URL", None)
+    try:
+        yield home
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
+from conftest import symmetry_home_env  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,15 +71,8 @@ def app_home(tmp_path_factory):
     with open_store(home=home) as store:
         report = ingest_manifest(store, manifest)
     assert report.ok, report.problems
-    saved = {k: os.environ.get(k) for k in ("SYMMETRY_HOME", "SYMMETRY_DATABASE_URL")}
-    os.environ["SYMMETRY_HOME"] = str(home)
-    os.environ.pop("SYMMETRY_DATABASE_URL", None)
-    yield home
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with symmetry_home_env(home):
+        yield home
 
 
 def _app() -> AppTest:

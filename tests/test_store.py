@@ -79,15 +79,34 @@ def _assert_schema_matches_models(engine) -> None:
 def test_open_migrates_a_new_file_database_to_head(tmp_path):
     store = open_store(home=tmp_path)
     assert Path(store.url.database).is_file()
-    assert current_revision(store.engine) == head_revision() == "0001"
-    assert {"patient", "patient_cohort", "procedure", "visit", "recording", "measurement", "clinician_score"} <= set(
-        inspect(store.engine).get_table_names()
-    )
+    assert current_revision(store.engine) == head_revision() == "0002"
+    assert {"patient", "patient_cohort", "procedure", "visit", "recording", "measurement", "clinician_score",
+            "stimulation_map", "stimulation_branch", "stimulation_movement"} <= set(inspect(store.engine).get_table_names())
     _assert_schema_matches_models(store.engine)
     store.close()
     again = open_store(home=tmp_path)  # no-op upgrade
-    assert current_revision(again.engine) == "0001"
+    assert current_revision(again.engine) == "0002"
     again.close()
+
+
+def test_a_database_of_the_first_schema_is_upgraded_with_its_data(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from symmetry.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path / 'symmetry.sqlite3'}"
+    engine = create_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO patient (code, created_at) VALUES ('P01', CURRENT_TIMESTAMP)"))
+    assert current_revision(engine) == "0001"
+    engine.dispose()
+    store = open_store(url, home=tmp_path)
+    assert current_revision(store.engine) == head_revision()
+    assert store.patients()["patient"].tolist() == ["P01"]
+    assert store.stimulation("P01").empty
+    _assert_schema_matches_models(store.engine)
+    store.close()
 
 
 def test_a_newer_schema_is_refused(tmp_path):
