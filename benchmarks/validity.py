@@ -6,7 +6,10 @@ reports what the measures recover:
 * commissure displacements of 1-6 mm in several directions and warp widths:
   recovered % of ``commissure_movement``, and the other commissure's movement (mm);
 * upper-lid drops of 1-3 mm: recovered % of the fissure change (mm), and the
-  other eye's fissure change (mm);
+  other eye's fissure change (mm), both as a smooth warp (the eye under the
+  lid is compressed; folds beyond about the margin-to-pupil gap) and as a lid
+  sliding over the eye (:func:`symmetry.phantom.upper_lid_occlusion`, what a
+  ptosis looks like: the top of the iris disappears under the lid);
 * mirror consistency: the flipped photo against the photo with sides swapped
   (max |difference| over static mm measures);
 * scale consistency: ``mm_per_px`` of 0.5x and 0.75x copies against the
@@ -133,7 +136,7 @@ def main() -> None:
     from symmetry.images import read_image
     from symmetry.landmarks import Landmarker, Side
     from symmetry.measures import STATIC_MEASURES, side_geometry
-    from symmetry.phantom import commissure_shift, upper_lid_drop
+    from symmetry.phantom import commissure_shift, upper_lid_drop, upper_lid_occlusion
     from symmetry.photo import PhotoOptions, measure_photo
 
     faces = {"astronaut": ROOT / "sample_media" / "astronaut.png", "obama": ROOT / "sample_media" / "obama.jpg"}
@@ -143,8 +146,9 @@ def main() -> None:
     dirs = (0.0, 60.0, -30.0) if not args.quick else (0.0, 60.0)
     widths = (6.0, 10.0) if not args.quick else (8.0,)
     drops = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 1.5)
+    occlusions = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 2.0)
 
-    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "mirror", "scale", "rescale_rel")} for m in modes}
+    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "mirror", "scale", "rescale_rel")} for m in modes}
     folds = 0
     t0 = time.perf_counter()
     with Landmarker() as lm:
@@ -178,6 +182,10 @@ def main() -> None:
                     lid = rest.frame.to_px(side_geometry(rest.frame.to_mm(rest.points_px), side).upper_lid_at_pupil)
                     true_drop = -float(warp.displacement_px(lid[None])[0] @ rest.frame.up_axis) * rest.mm_per_px
                     cases.append(("lid", side, true_drop, warp))
+                for drop in occlusions:
+                    occ = upper_lid_occlusion(img, rest.points_px, rest.frame, side, drop)
+                    pupil_x = side_geometry(rest.frame.to_mm(rest.points_px), side).upper_lid_at_pupil[0]
+                    cases.append(("occ", side, float(occ.drop_at(pupil_x)), occ))
             for mode, opts in modes.items():
                 base = measure_photo(img, landmarker=lm, options=opts)
                 for kind, side, truth, warp in cases:
@@ -189,8 +197,8 @@ def main() -> None:
                     else:
                         d = -r.value("palpebral_fissure_change", s) / 100 * base.value("palpebral_fissure_height", s)
                         leak = r.value("palpebral_fissure_change", o) / 100 * base.value("palpebral_fissure_height", o)
-                        rec[mode]["lid"].append(100 * d / truth)
-                        rec[mode]["lid_leak"].append(abs(leak))
+                        rec[mode][kind].append(100 * d / truth)
+                        rec[mode][f"{kind}_leak"].append(abs(leak))
                 flipped = measure_photo(np.ascontiguousarray(img[:, ::-1]), landmarker=lm, options=opts)
                 rec[mode]["mirror"].append(max(
                     abs(flipped.value(n, SWAP[sd]) - base.value(n, sd))
@@ -217,6 +225,8 @@ def main() -> None:
         ("  other commissure moved (mm)", "comm_leak"),
         ("upper-lid drop recovered (%)", "lid"),
         ("  other eye's fissure changed (mm)", "lid_leak"),
+        ("upper lid sliding over the eye (occlusion) recovered (%)", "occ"),
+        ("  other eye's fissure changed (mm)", "occ_leak"),
         ("mirror consistency, max |diff| (mm)", "mirror"),
         ("scale consistency 0.5x/0.75x (%)", "scale"),
         ("static measures 0.5x/0.75x, max rel change (%)", "rescale_rel"),

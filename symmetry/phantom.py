@@ -18,7 +18,7 @@ from .frame import PupilFrame, lateral_sign
 from .landmarks import CONTOURS, Side
 from .warp import displacement_at, warp_image
 
-__all__ = ["PhantomWarp", "warp_landmarks", "commissure_shift", "upper_lid_drop", "STABLE_FIXED"]
+__all__ = ["PhantomWarp", "LidOcclusion", "warp_landmarks", "commissure_shift", "upper_lid_drop", "upper_lid_occlusion", "STABLE_FIXED"]
 
 #: Landmarks held still by default: irises (so the pupil frame and the scale
 #: are unchanged), nose bridge and tip.
@@ -139,3 +139,96 @@ def upper_lid_drop(
         *STABLE_FIXED,
     )
     return warp_landmarks(rgb, points_px, frame, moves, fixed=fixed, sigma_mm=sigma_mm)
+
+
+@dataclass(frozen=True)
+class LidOcclusion:
+    """A photo whose upper lid was lowered over the eye (see :func:`upper_lid_occlusion`).
+
+    Attributes
+    ----------
+    image : ndarray
+        The new photo (same shape and dtype as the source).
+    side : Side
+        The patient side whose lid was lowered.
+    drop_mm : float
+        Drop of the lid margin at mid-lid, mm.
+    x_range_mm : (float, float)
+        Pupil-frame x of the two canthi (mm): the drop tapers to 0 at both.
+    """
+
+    image: np.ndarray
+    side: Side
+    drop_mm: float
+    x_range_mm: tuple[float, float]
+
+    def drop_at(self, x_mm: float | np.ndarray) -> np.ndarray:
+        """True drop (mm, >= 0) of the lid margin at pupil-frame abscissa ``x_mm``."""
+        x0, x1 = self.x_range_mm
+        t = np.clip((np.asarray(x_mm, dtype=float) - x0) / (x1 - x0), 0.0, 1.0)
+        return self.drop_mm * np.sin(np.pi * t)
+
+
+def upper_lid_occlusion(
+    rgb: np.ndarray,
+    points_px: np.ndarray,
+    frame: PupilFrame,
+    side: Side,
+    drop_mm: float,
+    *,
+    spread_mm: float = 4.0,
+) -> LidOcclusion:
+    """Lower one upper lid over the eye by ``drop_mm`` at mid-lid, as a real ptosis does.
+
+    A smooth warp cannot lower a lid by more than the gap between the margin and
+    the fixed iris centre without folding. Here the lid slides over the eye
+    instead: above the new margin the image is the lid moved down by
+    ``d(x) = drop_mm * sin(pi * t)`` (``t`` from one canthus to the other), the
+    movement fading upward with a Gaussian of ``spread_mm``; below the new
+    margin the eye (iris, sclera, lower lid) is the original, so the part of
+    it now under the lid is hidden. The other eye, the irises' horizontal
+    edges, the lower lid and everything outside the lid region stay exactly
+    put. The new margin is anti-aliased over one pixel. The truth is
+    :meth:`LidOcclusion.drop_at`.
+
+    Raises
+    ------
+    ValueError
+        If ``drop_mm`` is not in ``[0, 1.5 * spread_mm)`` (the skin above would fold).
+    """
+    import cv2
+
+    if not 0.0 <= drop_mm < 1.5 * spread_mm:
+        raise ValueError(f"drop_mm must be in [0, {1.5 * spread_mm:g}) for spread_mm={spread_mm:g}")
+    c = CONTOURS[side]
+    lid = frame.to_mm(np.asarray(points_px, dtype=float)[list(c.upper_lid), :2])
+    order = np.argsort(lid[:, 0], kind="stable")
+    lx, ly = lid[order, 0], lid[order, 1]
+    x0, x1 = float(lx[0]), float(lx[-1])
+    out = rgb.copy()
+    # The region that changes: between the canthi, from below the new margin to well above the lid.
+    corners_mm = np.array([[x0, ly.min() - drop_mm - 1.0], [x1, ly.min() - drop_mm - 1.0],
+                           [x0, ly.max() + 4.0 * spread_mm], [x1, ly.max() + 4.0 * spread_mm]])
+    corners = frame.to_px(corners_mm)
+    h, w = rgb.shape[:2]
+    c0 = np.clip(np.floor(corners.min(axis=0)).astype(int) - 2, 0, [w, h])
+    c1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 2, 0, [w, h])
+    if (c1 <= c0).any():
+        return LidOcclusion(out, side, float(drop_mm), (x0, x1))
+    yy, xx = np.mgrid[c0[1] : c1[1], c0[0] : c1[0]]
+    centres = np.stack([xx + 0.5, yy + 0.5], axis=-1)  # pixel centres, edge-based coordinates
+    q = frame.to_mm(centres)
+    x, y = q[..., 0], q[..., 1]
+    t = np.clip((x - x0) / (x1 - x0), 0.0, 1.0)
+    d = drop_mm * np.sin(np.pi * t)
+    u = y - (np.interp(x, lx, ly) - d)  # height above the new margin, mm
+    fade = np.where(u >= 0.0, np.exp(-0.5 * (np.maximum(u, 0.0) / spread_mm) ** 2), 1.0)
+    src = frame.to_px(np.stack([x, y + d * fade], axis=-1)) - 0.5  # pixel-centred source coordinates
+    moved = cv2.remap(rgb, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
+                      interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    alpha = np.clip(0.5 + u / frame.mm_per_px, 0.0, 1.0)
+    alpha[(x <= x0) | (x >= x1)] = 0.0
+    region = out[c0[1] : c1[1], c0[0] : c1[0]]
+    blend = alpha[..., None] * moved.astype(np.float64) + (1.0 - alpha[..., None]) * region.astype(np.float64)
+    out[c0[1] : c1[1], c0[0] : c1[0]] = np.clip(np.rint(blend), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)
+    return LidOcclusion(out, side, float(drop_mm), (x0, x1))

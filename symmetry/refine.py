@@ -118,15 +118,30 @@ _LID_DEPARTURE = 0.15
 #: Largest disagreement (iris diameters) of a lid point's displacement with the displacement
 #: interpolated from its accepted neighbours along the margin.
 _LID_KINK = 0.06
+#: Lid tissue tracking (for a lid sliding over the eye, which hides what is under it): a window
+#: this many times the margin window, moved off the margin onto the lid by half its size.
+_LID_TISSUE_WIN = 2.0
+#: Largest distance (iris diameters) of a tissue-tracked lid point from the model's position.
+_LID_TISSUE_DEPARTURE = 0.4
+#: Below this iris width (image px) the lid skin has too little texture to track: no tissue tracking.
+_MIN_TISSUE_IRIS_PX = 12.0
 
 
-def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas):  # type: ignore[no-untyped-def]
+def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, tissue_ok=True):  # type: ignore[no-untyped-def]
     """Track one lid margin (canthus to canthus), canvas pixels.
 
     Each inner point is tracked from several starts (the model's expression
     position, no movement, and the model's movement tripled, since the model
     under-reports one-sided lid movement); the start with the smallest
-    forward-backward error wins. A point is kept when that error is small,
+    forward-backward error wins. A window centred on the margin follows a lid
+    that stretches; a lid that slides over the eye (ptosis, the narrowing of
+    synkinesis) hides what was under the margin, and there the centred window
+    locks onto the still eye. So the lid's own tissue is also tracked, through
+    a larger window moved onto the lid (``outward``: the canvas direction from
+    the margin into the lid), and wins where it matches better than the
+    centred window (LK patch error); not on faces whose iris is under
+    :data:`_MIN_TISSUE_IRIS_PX`, where the lid has no trackable texture.
+    A point is kept when its forward-backward error is small,
     it lies within :data:`_LID_DEPARTURE` of the model, and its displacement
     agrees with its accepted neighbours' (a margin moves smoothly); rejected
     inner points take the displacement interpolated along the margin from
@@ -137,13 +152,27 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas):  # type:
     p0 = rest_c[ids]
     model = expr_c[ids]
     n = len(ids)
-    best = model.copy()
-    best_fb = np.full(n, np.inf)
-    for guess in (model, p0, p0 + 3.0 * (model - p0)):
-        p1, fb, _ = lk(p0, guess, win)
-        better = fb < best_fb
-        best[better], best_fb[better] = p1[better], fb[better]
+
+    def track(shift: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        best = model.copy()
+        best_fb = np.full(n, np.inf)
+        best_err = np.full(n, np.inf)
+        for guess in (model, p0, p0 + 3.0 * (model - p0)):
+            p1, fb, err = lk((p0 + shift).astype(np.float32), guess + shift, size)
+            better = fb < best_fb
+            best[better], best_fb[better], best_err[better] = p1[better] - shift, fb[better], err[better]
+        return best, best_fb, best_err
+
+    best, best_fb, best_err = track(np.zeros(2), win)
     ok = (best_fb <= max_fb_px) & (np.hypot(*(best - model).T) <= _LID_DEPARTURE * iris_canvas)
+    if tissue_ok:
+        size = int(max(7, round(win * _LID_TISSUE_WIN)) | 1)
+        tissue, tissue_fb, tissue_err = track(outward * 0.5 * size, size)
+        t_ok = (tissue_fb <= max_fb_px) & (np.hypot(*(tissue - model).T) <= _LID_TISSUE_DEPARTURE * iris_canvas)
+        # the lid's own texture wins where it matches better than the margin window (the eye under it changed)
+        use = t_ok & (tissue_err < best_err)
+        best[use], best_fb[use] = tissue[use], tissue_fb[use]
+        ok |= use
     ok[0] = ok[-1] = False  # the canthi are not tracked
     disp = best - p0
     anchors_disp = model - p0
@@ -289,8 +318,8 @@ def track_points(
     expr_c = to_canvas_expr(expr_pts)
 
     def lk(p0: np.ndarray, guess: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Forward track p0 -> expression from ``guess``; returns canvas positions, fb error (px), ok."""
-        p1, st1, _ = cv2.calcOpticalFlowPyrLK(
+        """Forward track p0 -> expression from ``guess``; canvas positions, fb error (image px), patch error."""
+        p1, st1, err = cv2.calcOpticalFlowPyrLK(
             rest_img, expr_img, p0.reshape(-1, 1, 2), guess.reshape(-1, 1, 2).astype(np.float32).copy(),
             winSize=(win, win), maxLevel=options.pyramid_levels, criteria=criteria,
             flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
@@ -302,7 +331,7 @@ def track_points(
         )
         fb = np.hypot(*(back.reshape(-1, 2) - p0).T) / up
         fb[(st1.ravel() != 1) | (st2.ravel() != 1)] = np.inf
-        return p1.reshape(-1, 2), fb, np.isfinite(fb)
+        return p1.reshape(-1, 2), fb, err.ravel().astype(float)
 
     for name, (idx, win_iris) in _GROUPS.items():
         ids = np.array(idx)
@@ -318,8 +347,11 @@ def track_points(
         refined[ids[ok]] = True
         fb_err[ids] = fb
     win = int(max(7, round(_GROUPS["eyelids"][1] * iris_up)) | 1)
-    for chain in _LID_CHAINS:
-        pts, ok, fb = _track_lid(chain, rest_c, expr_c, lk, win, options.max_fb_error * iris, iris_up)
+    pupils = rest_c[[_R.iris_center, _L.iris_center]]
+    u = (pupils[1] - pupils[0]) / max(float(np.hypot(*(pupils[1] - pupils[0]))), 1e-9)
+    up_c = np.array([u[1], -u[0]])  # the face's up direction on the canvas (y down)
+    for chain, sign in zip(_LID_CHAINS, (1.0, -1.0, 1.0, -1.0)):
+        pts, ok, fb = _track_lid(chain, rest_c, expr_c, lk, win, options.max_fb_error * iris, iris_up, sign * up_c, iris >= _MIN_TISSUE_IRIS_PX)
         inner = np.array(chain[1:-1])
         out[inner, :2] = from_canvas_expr(pts[1:-1])
         refined[inner] = ok[1:-1]

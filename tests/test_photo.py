@@ -188,3 +188,43 @@ def test_unilateral_upper_lid_drop_shows_on_its_side_only(face, side, drop_mm, p
     assert abs(other) <= 0.3
     # issue 3's target: every case recovers >= 85% (and does not overshoot by more than 20%)
     assert 0.85 * true_drop_mm <= measured_drop <= 1.2 * true_drop_mm
+
+
+@pytest.mark.parametrize("side, drop_mm", [("left", 1.0), ("left", 2.0), ("right", 1.0), ("right", 2.0)])
+def test_lid_sliding_over_the_eye_is_recovered(side, drop_mm, portraits, landmarker, baseline):
+    """A realistic ptosis: the lid slides down over the eye and hides the top of the iris (no smooth
+    warp can do this); the centred margin window locks onto the still eye, the lid tissue does not."""
+    from symmetry.measures import side_geometry
+    from symmetry.phantom import upper_lid_occlusion
+
+    rest = baseline["obama"]
+    s = Side(side)
+    occ = upper_lid_occlusion(portraits["obama"], rest.points_px, rest.frame, s, drop_mm)
+    pupil_x = side_geometry(rest.frame.to_mm(rest.points_px), s).upper_lid_at_pupil[0]
+    truth = float(occ.drop_at(pupil_x))
+    r = measure_photo(occ.image, rest=portraits["obama"], landmarker=landmarker)
+    measured = rest.value("palpebral_fissure_height", side) - r.value("palpebral_fissure_height", side)
+    other = r.value("palpebral_fissure_height", s.other.value) - rest.value("palpebral_fissure_height", s.other.value)
+    assert abs(other) <= 0.3
+    assert 0.85 * truth <= measured <= 1.2 * truth
+
+
+def test_lid_occlusion_phantom_moves_only_the_lid(portraits, baseline):
+    from symmetry.landmarks import CONTOURS
+    from symmetry.phantom import upper_lid_occlusion
+
+    rest = baseline["obama"]
+    img = portraits["obama"]
+    occ = upper_lid_occlusion(img, rest.points_px, rest.frame, Side.LEFT, 2.0)
+    changed = np.abs(occ.image.astype(int) - img.astype(int)).max(axis=2) > 0
+    ys, xs = np.nonzero(changed)
+    lid = rest.points_px[list(CONTOURS[Side.LEFT].upper_lid), :2]
+    # only between the canthi of that eye, and nothing of the other eye or below the lower lid
+    assert xs.min() >= lid[:, 0].min() - 2 and xs.max() <= lid[:, 0].max() + 2
+    lower = rest.points_px[list(CONTOURS[Side.LEFT].lower_lid), 1].max()
+    assert ys.max() < lower
+    x0, x1 = occ.x_range_mm
+    assert occ.drop_at(x0) == pytest.approx(0.0, abs=1e-12) and occ.drop_at(x1 + 3.0) == pytest.approx(0.0, abs=1e-12)
+    assert occ.drop_at((x0 + x1) / 2) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        upper_lid_occlusion(img, rest.points_px, rest.frame, Side.LEFT, 6.5)
