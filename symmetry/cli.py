@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from . import __version__
+from .cli_args import EXIT_INPUT, EXIT_OK, EXIT_OTHER, positive_float
 from .errors import InputError, SymmetryError
 
 #: Modules that add subcommands: each has ``add_parsers(subparsers)``, and every
@@ -30,19 +31,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "symmetry.cli_stim",
 )
 
-EXIT_OK = 0
-EXIT_OTHER = 1
-EXIT_INPUT = 2
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--expression", metavar="KEY", help="expression key, e.g. rest, smile_open, pucker")
     m.add_argument("--affected-side", choices=("left", "right"), help="patient's affected side (for affected/healthy ratios)")
     m.add_argument("--mirrored", action="store_true", help="photos are mirrored (selfie camera): swap side labels")
-    m.add_argument("--mm-per-px", type=_positive_float, metavar="X", help="manual scale, mm per pixel")
-    m.add_argument("--iris-mm", type=_positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
+    m.add_argument("--mm-per-px", type=positive_float, metavar="X", help="manual scale, mm per pixel")
+    m.add_argument("--iris-mm", type=positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
     m.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
     m.add_argument("--annotate", metavar="OUT", help="write the annotated photo (PNG/JPEG); with several photos, the photo name is appended")
     m.add_argument("--model", metavar="TASK", help="another face_landmarker.task model file")

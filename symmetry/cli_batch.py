@@ -12,23 +12,12 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK = 0
-EXIT_OTHER = 1
-EXIT_INPUT = 2
-EXIT_SOME_FAILED = 3
-EXIT_INTERRUPTED = 130
+from .cli_args import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_OTHER, EXIT_SOME_FAILED, workers
+
 
 __all__ = ["add_parsers"]
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (one per core) or more, got {value}")
-    return value
 
 
 def add_parsers(sub: Any) -> None:
@@ -48,7 +37,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("manifest", metavar="MANIFEST.csv")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_workers, default=0, metavar="N",
+    where.add_argument("--workers", type=workers, default=0, metavar="N",
                        help="local worker processes, one core each (default 0 = every core)")
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on an existing Dask cluster; its workers need symmetry installed and must be able "

@@ -16,37 +16,22 @@ Errors are one line ``error: FILE: reason`` on stderr; exit codes 0 (done),
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import sys
 from typing import Any, TextIO
 
+from .cli_args import EXIT_INPUT, EXIT_OK, EXIT_OTHER, iso_date, non_negative_int, positive_float, positive_int, positive_seconds
 from .errors import SymmetryError
 
 __all__ = ["add_parsers"]
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD form: {text!r}") from None
 
 
 def add_parsers(subparsers: Any) -> None:
     """Add ``stim``."""
-    from .cli import _positive_float
-    from .cli_video import _non_negative_int, _positive_int
 
     p = subparsers.add_parser(
         "stim",
@@ -65,20 +50,20 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--side", required=True, choices=("left", "right"), help="the operated side (the patient's)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
     p.add_argument("--keyframes", metavar="DIR", help="write a baseline | peak image per branch (PNG) here")
-    p.add_argument("--baseline", type=_seconds, default=1.0, metavar="S", help="baseline window before each stimulation, s (default 1)")
-    p.add_argument("--response", type=_seconds, default=2.0, metavar="S",
+    p.add_argument("--baseline", type=positive_seconds, default=1.0, metavar="S", help="baseline window before each stimulation, s (default 1)")
+    p.add_argument("--response", type=positive_seconds, default=2.0, metavar="S",
                    help="response window after a stimulation without end_s, s (default 2)")
     p.add_argument("--mirrored", action="store_true", help="the video is mirrored (selfie camera)")
-    p.add_argument("--mm-per-px", type=_positive_float, metavar="X", help="manual scale, mm per pixel")
-    p.add_argument("--iris-mm", type=_positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
+    p.add_argument("--mm-per-px", type=positive_float, metavar="X", help="manual scale, mm per pixel")
+    p.add_argument("--iris-mm", type=positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
     p.add_argument("--no-refine", action="store_true", help="landmark model only (no image tracking; under-reports)")
-    p.add_argument("--stride", type=_positive_int, default=1, metavar="N", help="analyse every N-th frame (default 1)")
-    p.add_argument("--workers", type=_non_negative_int, default=0, metavar="N", help="parallel landmarkers (default: one per core)")
+    p.add_argument("--stride", type=positive_int, default=1, metavar="N", help="analyse every N-th frame (default 1)")
+    p.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="parallel landmarkers (default: one per core)")
     p.add_argument("--model", metavar="TASK", help="another face_landmarker.task model file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("storing", "Store the branch table with the patient's procedure (created if absent).")
     g.add_argument("--patient", metavar="CODE", help="patient code")
-    g.add_argument("--procedure-date", type=_date, metavar="YYYY-MM-DD", help="date of the procedure")
+    g.add_argument("--procedure-date", type=iso_date, metavar="YYYY-MM-DD", help="date of the procedure")
     g.add_argument("--procedure", metavar="KIND", help="procedure kind (default: the one on that date, else selective_neurectomy)")
     g.add_argument("--database", metavar="URL",
                    help="SQLAlchemy URL or SQLite file (default: $SYMMETRY_DATABASE_URL, else symmetry.sqlite3 in $SYMMETRY_HOME)")
@@ -109,7 +94,7 @@ def _print_table(result: Any, out: TextIO) -> None:
 
 def _stim(args: argparse.Namespace) -> int:
     from .calibration import DEFAULT_IRIS_MM
-    from .cli import EXIT_INPUT, EXIT_OK, EXIT_OTHER, _record_error, _write_results
+    from .cli import _record_error, _write_results
     from .stim import StimOptions, analyse_clips, analyse_stimulation, read_stim_log
 
     if (args.patient is None) != (args.procedure_date is None):

@@ -16,9 +16,8 @@ import math
 import sys
 from typing import Any
 
-EXIT_OK = 0
-EXIT_OTHER = 1
-EXIT_INPUT = 2
+from .cli_args import EXIT_INPUT, EXIT_OK, EXIT_OTHER
+
 
 __all__ = ["add_parsers"]
 

@@ -16,62 +16,28 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from .cli_args import EXIT_INPUT, EXIT_OK, EXIT_OTHER, non_negative_int, non_negative_seconds, positive_float, positive_int
 from .errors import InputError, SymmetryError
 
 __all__ = ["add_parsers", "measure_videos"]
 
-EXIT_OK = 0
-EXIT_OTHER = 1
-EXIT_INPUT = 2
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _video_arguments(group: Any) -> None:
     group.add_argument("--events", metavar="CSV",
                        help="start_s,end_s,expression rows overriding the automatic events ('rest' rows set the baseline)")
-    group.add_argument("--stride", type=_positive_int, default=1, metavar="N", help="analyse every N-th frame (default 1)")
-    group.add_argument("--smooth", type=_seconds, default=0.0, metavar="S",
+    group.add_argument("--stride", type=positive_int, default=1, metavar="N", help="analyse every N-th frame (default 1)")
+    group.add_argument("--smooth", type=non_negative_seconds, default=0.0, metavar="S",
                        help="centred moving average of S seconds on the series; raw kept as *_raw (default off)")
-    group.add_argument("--workers", type=_non_negative_int, default=0, metavar="N",
+    group.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                        help="parallel landmarkers (default: one per core)")
     group.add_argument("--plot", action="append", default=None, metavar="OUT",
                        help="write the eye-aperture / commissure time-series plot: .png or .html (repeatable)")
@@ -92,8 +58,8 @@ def add_parsers(subparsers: Any) -> None:
     f.add_argument("--out", required=True, metavar="OUT", help="output table: .parquet or .csv")
     f.add_argument("--affected-side", choices=("left", "right"), help="patient's affected side (adds *_ratio columns)")
     f.add_argument("--mirrored", action="store_true", help="the video is mirrored (selfie camera): swap side labels")
-    f.add_argument("--mm-per-px", type=_positive_float, metavar="X", help="manual scale at rest, mm per pixel")
-    f.add_argument("--iris-mm", type=_positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
+    f.add_argument("--mm-per-px", type=positive_float, metavar="X", help="manual scale at rest, mm per pixel")
+    f.add_argument("--iris-mm", type=positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
     f.add_argument("--model", metavar="TASK", help="another face_landmarker.task model file")
     _video_arguments(f)
     f.set_defaults(func=_frames)
