@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .measures import MIN_DIRECTION_MM, MOVEMENT_MEASURES, STATIC_MEASURES, UNITS, Measure, asymmetry_measures
+from .measures import MIN_DIRECTION_MM, MOVEMENT_MEASURES, STATIC_MEASURES, UNITS, Measure, asymmetry_measures, value_of
 
 __all__ = [
     "EXPRESSIONS",
@@ -844,13 +844,6 @@ class _HasMeasures(Protocol):
     measures: list[Measure]
 
 
-def _value(measures: Sequence[Measure], name: str, side: str) -> float:
-    for m in measures:
-        if m.name == name and m.side == side:
-            return m.value
-    return float("nan")
-
-
 def _mean(values: Sequence[float]) -> float:
     v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
     return float(v.mean()) if len(v) else float("nan")
@@ -915,11 +908,11 @@ def indicators(
         evs = of(trigger)
         if evs:
             for side in SIDES:
-                add(name, side, -_mean([_value(e.measures, "palpebral_fissure_change", side) for e in evs]))
+                add(name, side, -_mean([value_of(e.measures, "palpebral_fissure_change", side) for e in evs]))
     evs = of("eye_closure")
     if evs:
         for side in SIDES:
-            add("eye_closure_commissure_movement", side, _mean([_value(e.measures, "commissure_movement", side) for e in evs]))
+            add("eye_closure_commissure_movement", side, _mean([value_of(e.measures, "commissure_movement", side) for e in evs]))
     if all(f"commissure_movement_{s}" in frames.columns for s in SIDES):
         face = frames["face_found"].to_numpy(dtype=bool)
         for side in SIDES:
@@ -932,7 +925,7 @@ def indicators(
     healthy = None if affected is None else ("left" if affected == "right" else "right")
     evs = of("lower_teeth")
     if evs:
-        dep = {s: -_mean([_value(e.measures, "lower_lip_movement", s) for e in evs]) for s in SIDES}
+        dep = {s: -_mean([value_of(e.measures, "lower_lip_movement", s) for e in evs]) for s in SIDES}
         for side in SIDES:
             add("eee_lower_lip_depression", side, dep[side])
         if affected and healthy:
@@ -949,10 +942,10 @@ def indicators(
     if evs:
         short: dict[str, float] = {}
         for side in SIDES:
-            rest_x = _value(rest_measures, "commissure_x", side)
+            rest_x = value_of(rest_measures, "commissure_x", side)
             if not np.isfinite(rest_x):
                 rest_x = segmentation.baseline.get(f"commissure_x_{side}", float("nan"))
-            short[side] = _mean([rest_x - _value(e.measures, "commissure_x", side) for e in evs])
+            short[side] = _mean([rest_x - value_of(e.measures, "commissure_x", side) for e in evs])
             add("pucker_commissure_shortening", side, short[side])
         lo, hi = sorted([short["left"], short["right"]])
         add("pucker_symmetry", "midline", lo / hi if np.isfinite(lo) and hi > 1e-9 and lo >= 0 else float("nan"))

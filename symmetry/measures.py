@@ -53,6 +53,7 @@ __all__ = [
     "static_measures",
     "movement_measures",
     "asymmetry_measures",
+    "value_of",
     "side_geometry",
     "SideGeometry",
 ]
@@ -241,6 +242,14 @@ def movement_measures(rest_mm: np.ndarray, expression_mm: np.ndarray) -> list[Me
         for side in (Side.RIGHT, Side.LEFT):
             rows.append(Measure(name, side.value, vals[side][name], UNITS[name]))
     return rows
+
+
+def value_of(measures: Iterable[Measure], name: str, side: str) -> float:
+    """The value of the measure ``name`` on ``side`` (``left``, ``right``, ``midline``); NaN when absent."""
+    for m in measures:
+        if m.name == name and m.side == side:
+            return m.value
+    return float("nan")
 
 
 def asymmetry_measures(measures: Iterable[Measure], affected_side: Side | str | None = None) -> list[Measure]:

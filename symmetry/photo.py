@@ -12,7 +12,6 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,12 +24,11 @@ from .calibration import (
     manual_calibration,
     session_calibration,
 )
-from .errors import SymmetryError
 from .frame import PupilFrame, pupil_frame
 from .images import read_image
-from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions, Side
+from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions
 from .refine import track_points
-from .measures import Measure, asymmetry_measures, movement_measures, static_measures
+from .measures import Measure, asymmetry_measures, movement_measures, static_measures, value_of
 
 __all__ = ["PhotoOptions", "PhotoResult", "measure_photo", "measure_photos", "results_to_frame", "YAW_LIMIT_DEG"]
 
@@ -132,10 +130,7 @@ class PhotoResult:
 
     def value(self, name: str, side: str) -> float:
         """The value of one measure (NaN when absent)."""
-        for m in self.measures:
-            if m.name == name and m.side == side:
-                return m.value
-        return float("nan")
+        return value_of(self.measures, name, side)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``symmetry measure --format json``."""

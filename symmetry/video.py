@@ -65,6 +65,7 @@ from .measures import (
     asymmetry_measures,
     movement_measures,
     static_measures,
+    value_of,
 )
 
 __all__ = [
@@ -1011,10 +1012,7 @@ class VideoEvent:
     photo: Any = None
 
     def value(self, name: str, side: str) -> float:
-        for m in self.measures:
-            if m.name == name and m.side == side:
-                return m.value
-        return float("nan")
+        return value_of(self.measures, name, side)
 
     def to_dict(self) -> dict[str, Any]:
         return {
