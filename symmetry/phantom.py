@@ -176,6 +176,7 @@ def upper_lid_occlusion(
     side: Side,
     drop_mm: float,
     *,
+    rigid_mm: float = 2.0,
     spread_mm: float = 4.0,
 ) -> LidOcclusion:
     """Lower one upper lid over the eye by ``drop_mm`` at mid-lid, as a real ptosis does.
@@ -183,8 +184,9 @@ def upper_lid_occlusion(
     A smooth warp cannot lower a lid by more than the gap between the margin and
     the fixed iris centre without folding. Here the lid slides over the eye
     instead: above the new margin the image is the lid moved down by
-    ``d(x) = drop_mm * sin(pi * t)`` (``t`` from one canthus to the other), the
-    movement fading upward with a Gaussian of ``spread_mm``; below the new
+    ``d(x) = drop_mm * sin(pi * t)`` (``t`` from one canthus to the other): the
+    ``rigid_mm`` of lid above the margin (the tarsal plate) moves as a block,
+    the skin above it follows less and less (a Gaussian of ``spread_mm``); below the new
     margin the eye (iris, sclera, lower lid) is the original, so the part of
     it now under the lid is hidden. The other eye, the irises' horizontal
     edges, the lower lid and everything outside the lid region stay exactly
@@ -207,8 +209,8 @@ def upper_lid_occlusion(
     x0, x1 = float(lx[0]), float(lx[-1])
     out = rgb.copy()
     # The region that changes: between the canthi, from below the new margin to well above the lid.
-    corners_mm = np.array([[x0, ly.min() - drop_mm - 1.0], [x1, ly.min() - drop_mm - 1.0],
-                           [x0, ly.max() + 4.0 * spread_mm], [x1, ly.max() + 4.0 * spread_mm]])
+    top = ly.max() + rigid_mm + 4.0 * spread_mm
+    corners_mm = np.array([[x0, ly.min() - drop_mm - 1.0], [x1, ly.min() - drop_mm - 1.0], [x0, top], [x1, top]])
     corners = frame.to_px(corners_mm)
     h, w = rgb.shape[:2]
     c0 = np.clip(np.floor(corners.min(axis=0)).astype(int) - 2, 0, [w, h])
@@ -222,7 +224,7 @@ def upper_lid_occlusion(
     t = np.clip((x - x0) / (x1 - x0), 0.0, 1.0)
     d = drop_mm * np.sin(np.pi * t)
     u = y - (np.interp(x, lx, ly) - d)  # height above the new margin, mm
-    fade = np.where(u >= 0.0, np.exp(-0.5 * (np.maximum(u, 0.0) / spread_mm) ** 2), 1.0)
+    fade = np.exp(-0.5 * (np.maximum(u - rigid_mm, 0.0) / spread_mm) ** 2)
     src = frame.to_px(np.stack([x, y + d * fade], axis=-1)) - 0.5  # pixel-centred source coordinates
     moved = cv2.remap(rgb, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
                       interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)

@@ -141,6 +141,8 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     the margin into the lid), and wins where it matches better than the
     centred window (LK patch error); not on faces whose iris is under
     :data:`_MIN_TISSUE_IRIS_PX`, where the lid has no trackable texture.
+    Tracking fixes a margin's movement across the edge only; along the edge
+    (the aperture problem) the model's movement is kept.
     A point is kept when its forward-backward error is small,
     it lies within :data:`_LID_DEPARTURE` of the model, and its displacement
     agrees with its accepted neighbours' (a margin moves smoothly); rejected
@@ -174,6 +176,10 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
         best[use], best_fb[use] = tissue[use], tissue_fb[use]
         ok |= use
     ok[0] = ok[-1] = False  # the canthi are not tracked
+    # A lid margin is an edge: tracking fixes its movement across the edge (along ``outward``), not
+    # along it, so the along-edge component is the model's.
+    along = np.array([outward[1], -outward[0]])
+    best = best - np.outer((best - model) @ along, along)
     disp = best - p0
     anchors_disp = model - p0
     for _ in range(n):  # drop the worst kink until the accepted displacements are smooth

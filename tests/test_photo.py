@@ -190,7 +190,7 @@ def test_unilateral_upper_lid_drop_shows_on_its_side_only(face, side, drop_mm, p
     assert 0.85 * true_drop_mm <= measured_drop <= 1.2 * true_drop_mm
 
 
-@pytest.mark.parametrize("side, drop_mm", [("left", 1.0), ("left", 2.0), ("right", 1.0), ("right", 2.0)])
+@pytest.mark.parametrize("side, drop_mm", [("left", 1.0), ("left", 2.0), ("left", 3.0), ("right", 1.0), ("right", 3.0)])
 def test_lid_sliding_over_the_eye_is_recovered(side, drop_mm, portraits, landmarker, baseline):
     """A realistic ptosis: the lid slides down over the eye and hides the top of the iris (no smooth
     warp can do this); the centred margin window locks onto the still eye, the lid tissue does not."""
