@@ -38,19 +38,20 @@ _COMMAND_MODULES: tuple[str, ...] = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symmetry",
-        description="Calibrated facial symmetry and movement measures from photos.",
+        description="Calibrated facial symmetry and movement measures from photos and videos.",
     )
     parser.add_argument("--version", action="version", version=f"symmetry {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser(
         "measure",
-        help="measure one or more frontal photos",
+        help="measure frontal photos, or clinic videos (expression events and indicators)",
         description=(
-            "Measure frontal photos. Sides are the patient's (left = image right in an "
+            "Measure frontal photos, or clinic videos (given videos only: the video summary with its "
+            "expression events and indicators). Sides are the patient's (left = image right in an "
             "unmirrored photo). Distances in mm in the pupil frame; angles in degrees."
         ),
     )
-    m.add_argument("photos", nargs="+", metavar="PHOTO", help="photo file(s)")
+    m.add_argument("photos", nargs="+", metavar="PHOTO", help="photo file(s), or video file(s)")
     m.add_argument("--rest", metavar="REST", help="the same session's rest photo: adds movement measures and shares its scale")
     m.add_argument("--expression", metavar="KEY", help="expression key, e.g. rest, smile_open, pucker")
     m.add_argument("--affected-side", choices=("left", "right"), help="patient's affected side (for affected/healthy ratios)")
