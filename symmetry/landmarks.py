@@ -20,6 +20,7 @@ Conventions
 from __future__ import annotations
 
 import atexit
+import contextlib
 import enum
 import hashlib
 import threading
@@ -309,6 +310,7 @@ class Landmarker:
 
     def __init__(self, options: LandmarkerOptions | None = None) -> None:
         self.options = options or LandmarkerOptions()
+        self._lock = threading.Lock()  # one model call at a time per instance
         path = _resolve_model(self.options.model_path)
         try:
             from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -349,8 +351,10 @@ class Landmarker:
     def close(self) -> None:
         task = getattr(self, "_task", None)
         if task is not None:
-            task.close()
-            self._task = None
+            lock = getattr(self, "_lock", None)
+            with lock if lock is not None else contextlib.nullcontext():  # not while a call runs
+                task.close()
+                self._task = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
@@ -463,8 +467,6 @@ class Landmarker:
         return self._run(image, int(timestamp_ms))
 
     def _run(self, image: np.ndarray, timestamp_ms: int | None) -> FaceLandmarks | None:
-        if self._task is None:
-            raise ValueError("Landmarker is closed")
         from mediapipe.tasks.python.vision.core import image as mp_image
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -472,13 +474,16 @@ class Landmarker:
         mp_img = mp_image.Image(
             image_format=mp_image.ImageFormat.SRGB, data=np.ascontiguousarray(image)
         )
-        raw = _raw_result(self._task, mp_img, timestamp_ms) if _FAST_PATH else None
-        if raw is None:  # MediaPipe's public result objects (slower: 478 Python objects per face)
-            if timestamp_ms is None:
-                result = self._task.detect(mp_img)
-            else:
-                result = self._task.detect_for_video(mp_img, timestamp_ms)
-            raw = _arrays_of(result)
+        with self._lock:
+            if self._task is None:
+                raise ValueError("Landmarker is closed")
+            raw = _raw_result(self._task, mp_img, timestamp_ms) if _FAST_PATH else None
+            if raw is None:  # MediaPipe's public result objects (slower: 478 Python objects per face)
+                if timestamp_ms is None:
+                    result = self._task.detect(mp_img)
+                else:
+                    result = self._task.detect_for_video(mp_img, timestamp_ms)
+                raw = _arrays_of(result)
         return _largest_face(*raw, width=image.shape[1], height=image.shape[0])
 
 
@@ -509,10 +514,25 @@ def _raw_result(task: Any, mp_img: Any, timestamp_ms: int | None) -> _Raw | None
         return None
     result_c = MpFaceLandmarkerResultC()
     c_image = mp_img._image_ptr  # noqa: SLF001 - as MediaPipe's own detect() does
-    if timestamp_ms is None:
-        lib.MpFaceLandmarkerDetectImage(handle, c_image, None, ctypes.byref(result_c))
+    raw = getattr(lib, "_lib", None)  # the CDLL behind MediaPipe's SerialDispatcher
+    args: tuple[Any, ...] = (handle, c_image, None) if timestamp_ms is None else (handle, c_image, None, int(timestamp_ms))
+    name = "MpFaceLandmarkerDetectImage" if timestamp_ms is None else "MpFaceLandmarkerDetectForVideo"
+    if raw is not None and hasattr(raw, name) and hasattr(raw, "MpErrorFree"):
+        # Call the C function in this thread. MediaPipe's wrapper hands every call to a
+        # dispatcher thread and back (a thread switch per frame and, with several
+        # landmarkers in threads, waits for the GIL); the caller's per-instance lock
+        # (Landmarker._lock) gives the same one-call-at-a-time guarantee.
+        from mediapipe.tasks.python.core import mediapipe_c_utils
+
+        error_msg = ctypes.c_char_p()
+        status = getattr(raw, name)(*args, ctypes.byref(result_c), ctypes.byref(error_msg))
+        try:
+            mediapipe_c_utils.handle_status(status, error_msg)
+        finally:
+            if error_msg.value is not None:
+                raw.MpErrorFree(error_msg)
     else:
-        lib.MpFaceLandmarkerDetectForVideo(handle, c_image, None, int(timestamp_ms), ctypes.byref(result_c))
+        getattr(lib, name)(*args, ctypes.byref(result_c))
     try:
         faces = []
         for i in range(result_c.face_landmarks_count):
