@@ -64,6 +64,7 @@ from .measures import (
     Measure,
     asymmetry_measures,
     movement_measures,
+    static_measure_array,
     static_measures,
     value_of,
 )
@@ -534,29 +535,57 @@ class _Segment:
     decoded: int = 0
 
 
-def _frame_values(face: FaceLandmarks) -> tuple[np.ndarray, np.ndarray] | None:
-    pts = face.points_px
-    try:
-        frame = pupil_frame(pts, 1.0)
-    except ValueError:
-        return None
-    static = [m.value for m in static_measures(frame.to_mm(pts))]
-    r, l = CONTOURS[Side.RIGHT], CONTOURS[Side.LEFT]
-    iris_r = float(np.hypot(*(pts[r.iris_lateral, :2] - pts[r.iris_medial, :2])))
-    iris_l = float(np.hypot(*(pts[l.iris_lateral, :2] - pts[l.iris_medial, :2])))
-    icd = float(np.hypot(*(pts[_INNER_CANTHI[1], :2] - pts[_INNER_CANTHI[0], :2])))
+#: Values a worker keeps per frame (the geometry comes later from the kept points, vectorised).
+_N_FRAME_VALUES = 3 + len(BLENDSHAPE_NAMES)
+_N_GEOMETRY = len(_STATIC_COLS) + 3  # static measures, iris widths, inner-canthal distance
+
+
+def _frame_values(face: FaceLandmarks) -> tuple[np.ndarray, np.ndarray]:
+    """Head pose, blendshapes and the kept landmarks of one frame (the worker's per-frame work)."""
     pose = face.head_pose_deg
     bs = face.blendshapes
     values = np.array(
-        static
-        + [iris_r, iris_l, icd, pose.get("yaw", np.nan), pose.get("pitch", np.nan), pose.get("roll", np.nan)]
+        [pose.get("yaw", np.nan), pose.get("pitch", np.nan), pose.get("roll", np.nan)]
         + [bs.get(name, np.nan) for name in BLENDSHAPE_NAMES],
         dtype=np.float64,
     )
-    return values, pts[_POINT_INDEX, :2].astype(np.float32)
+    return values, face.points_px[_POINT_INDEX, :2].astype(np.float32)
 
 
-_NO_FACE = np.full(_N_VALUES, np.nan)
+def _geometry(points: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Static measures (pupil-frame pixels), iris widths and inner-canthal distance per frame.
+
+    ``points`` is (n, len(POINT_IDS), 2) image pixels; returns (n, :data:`_N_GEOMETRY`), in
+    the order of ``_STATIC_COLS`` then ``_EXTRA[:3]``; NaN where there is no face or the iris
+    centres coincide. Computed in chunks (memory stays bounded on long videos).
+    """
+    n = len(points)
+    out = np.full((n, _N_GEOMETRY), np.nan)
+    r, l = CONTOURS[Side.RIGHT], CONTOURS[Side.LEFT]
+    for a in range(0, n, chunk):
+        block = np.full((min(chunk, n - a), 478, 2), np.nan)
+        block[:, _POINT_INDEX] = points[a : a + chunk]
+        right, left = block[:, r.iris_center], block[:, l.iris_center]
+        axis = left - right
+        norm = np.hypot(axis[:, 0], axis[:, 1])
+        ok = np.isfinite(norm) & (norm >= 1e-6)
+        x_axis = axis / np.where(ok, norm, np.nan)[:, None]
+        up = np.stack([x_axis[:, 1], -x_axis[:, 0]], axis=1)  # as symmetry.frame.pupil_frame
+        forehead = block[:, LM.FOREHEAD] - block[:, LM.CHIN]
+        up *= np.where(np.einsum("ij,ij->i", forehead, up) < 0, -1.0, 1.0)[:, None]
+        d = block - ((left + right) / 2.0)[:, None, :]
+        in_frame = np.stack([np.einsum("nkj,nj->nk", d, x_axis), np.einsum("nkj,nj->nk", d, up)], axis=-1)
+        static = static_measure_array(in_frame)  # (m, n_static, 2): name-major, right then left
+        res = out[a : a + chunk]
+        res[:, : len(_STATIC_COLS)] = static.reshape(len(block), -1)
+        res[:, len(_STATIC_COLS)] = np.hypot(*(block[:, r.iris_lateral] - block[:, r.iris_medial]).T)
+        res[:, len(_STATIC_COLS) + 1] = np.hypot(*(block[:, l.iris_lateral] - block[:, l.iris_medial]).T)
+        res[:, len(_STATIC_COLS) + 2] = np.hypot(*(block[:, _INNER_CANTHI[1]] - block[:, _INNER_CANTHI[0]]).T)
+        res[~ok] = np.nan
+    return out
+
+
+_NO_FACE = np.full(_N_FRAME_VALUES, np.nan)
 _NO_POINTS = np.full((len(POINT_IDS), 2), np.nan, dtype=np.float32)
 
 
@@ -609,12 +638,12 @@ def _run_segment(
             face = landmarker.detect_for_video(rgb, ts)
             if t < seg.start_s:
                 continue  # warm-up frame of the tracker
-            kept = _frame_values(face) if face is not None else None
             seg.times.append(float(t))
-            if kept is None:
+            if face is None:
                 seg.values.append(_NO_FACE)
                 seg.points.append(_NO_POINTS)
             else:
+                kept = _frame_values(face)
                 seg.values.append(kept[0])
                 seg.points.append(kept[1])
             if progress is not None:
@@ -683,11 +712,15 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
     for s in segments:  # segments are in time order and disjoint
         m = len(s.times)
         if m:
-            values[k : k + m] = np.stack(s.values)
+            values[k : k + m, _N_GEOMETRY:] = np.stack(s.values)
             points[k : k + m] = np.stack(s.points)
         k += m
         s.values.clear()
         s.points.clear()
+    values[:, :_N_GEOMETRY] = _geometry(points)
+    lost = ~np.isfinite(values[:, 0])  # no face, or a degenerate one: the whole row is missing
+    values[lost] = np.nan
+    points[lost] = np.nan
     return _RawSeries(np.asarray(times), values, points, decoded)
 
 

@@ -202,3 +202,28 @@ def test_one_eye_closed_uses_the_other_iris():
     assert cal.mm_per_px == pytest.approx(11.77 / 20.0)  # the open left iris alone
     assert math.isnan(cal.iris_diameter_px["right"])
     assert calibrate_from_iris(pts).mm_per_px == pytest.approx(11.77 / 22.0)
+
+
+def test_the_vectorised_static_measures_equal_the_per_photo_ones(landmarker, portraits):
+    """static_measure_array (the video series) is static_measures (photos) over many frames."""
+    from symmetry.measures import static_measure_array
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for img in portraits.values():
+        pts = landmarker.detect(img).points_px
+        for _ in range(20):  # the real face, jittered point by point and moved as a whole
+            p = pts.copy()
+            p[:, :2] += rng.normal(0.0, 1.5, size=(len(p), 2))
+            frames.append(transform(p, angle_deg=rng.uniform(-20, 20), scale=rng.uniform(0.5, 2), shift=(5.0, -3.0)))
+    mm = np.stack([pupil_frame(p, 0.2).to_mm(p) for p in frames])
+    batch = static_measure_array(mm)
+    for k, p in enumerate(mm):
+        one = _values(static_measures(p))
+        for i, name in enumerate(STATIC_MEASURES):
+            assert batch[k, i, 0] == pytest.approx(one[(name, "right")], abs=1e-9)
+            assert batch[k, i, 1] == pytest.approx(one[(name, "left")], abs=1e-9)
+    gone = mm.copy()
+    gone[3] = np.nan  # a frame without a face
+    assert np.isnan(static_measure_array(gone)[3]).all()
+    assert np.isfinite(static_measure_array(gone)[[2, 4]]).all()
