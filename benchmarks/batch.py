@@ -81,9 +81,11 @@ def run_once(client, manifest: Path) -> dict[str, float]:  # type: ignore[no-unt
 
     _fresh_workers(client)
     cpu0 = client.run(_cpu_seconds)
+    own0 = _cpu_seconds()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as home, open_store(home=home) as store:
         report = run_batch(store, manifest, client=client)
+    own = _cpu_seconds() - own0
     cpu1 = client.run(_cpu_seconds)
     if not report.ok or report.done == 0:
         print(f"  {len(report.failed)} failed: {report.failed[:3]}", file=sys.stderr)
@@ -93,6 +95,7 @@ def run_once(client, manifest: Path) -> dict[str, float]:  # type: ignore[no-unt
         "files_per_min": 60.0 * report.done / report.seconds,
         "seconds": report.seconds,
         "cpu_per_file": cpu / max(report.done, 1),
+        "client_cpu_per_file": own / max(report.done, 1),
         "utilisation": cpu / (report.seconds * max(report.workers, 1)),
         "load": (load0 + os.getloadavg()[0]) / 2,
     }
@@ -183,7 +186,7 @@ def main() -> None:
                     print(
                         f"  run {k + 1}/{args.repeat}, {label} worker(s): {r['files']:.0f} files in "
                         f"{r['seconds']:.1f} s = {r['files_per_min']:.1f} files/min; worker CPU "
-                        f"{r['cpu_per_file']:.2f} s/file, each worker busy {100 * r['utilisation']:.0f}% of the "
+                        f"{r['cpu_per_file']:.2f} s/file, client (planning, scheduler, database) {r['client_cpu_per_file']:.3f} s/file, each worker busy {100 * r['utilisation']:.0f}% of the "
                         f"time; load average {r['load']:.1f}",
                         flush=True,
                     )

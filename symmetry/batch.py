@@ -45,6 +45,7 @@ tcp://HOST:8786`` on machines that have the same symmetry version installed).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import hashlib
@@ -356,6 +357,12 @@ class _VisitTask:
     #: The visit's stored rest photo (stored-copy bytes, file name, mirrored) when it is not among ``items``.
     rest: tuple[bytes, str, bool] | None
     algorithm_version: str
+    #: The visit's rest photo measured in this batch (path, SHA-256, mirrored): the worker reads it itself.
+    rest_file: tuple[str, str, bool] | None = None
+    #: The landmarks of the rest photo (``rest`` or ``rest_file``) when a worker detected them already.
+    rest_face: Any = None
+    #: Return the landmarks of the rest photo among ``items`` (its expression photos follow as tasks of their own).
+    keep_rest_face: bool = False
 
 
 @dataclass
@@ -371,6 +378,8 @@ class _Outcome:
     height_px: int = 0
     #: Which photo the movement measures are taken against: an item's key, _STORED_REST, or None.
     rest_key: int | None = None
+    #: A rest photo's landmarks (``_VisitTask.keep_rest_face``), for its expression photos' tasks.
+    face: Any = None
 
 
 _local = threading.local()
@@ -458,6 +467,16 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
         except InputError as exc:
             why = f"the visit's stored rest photo cannot be read ({exc.reason})"
             return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
+    elif task.rest_file is not None:
+        name, sha, mirrored = task.rest_file
+        try:
+            data = _read_file(Path(name))
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ImageReadError(Path(name), "the file changed while the batch ran; run the batch again")
+            rest, rest_key = (_decode(data, Path(name)), mirrored), _STORED_REST
+        except InputError as exc:
+            why = f"the visit's rest photo cannot be read again ({exc})"
+            return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
     out: list[_Outcome] = []
     for item in task.items:
         path = Path(item.path)
@@ -470,6 +489,8 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
             measured = _measure(
                 rgb, str(path), expression=item.expression, mirrored=item.mirrored,
                 affected_side=task.affected_side, rest=use_rest, landmarker=lm,
+                rest_face=task.rest_face if rest_key == _STORED_REST else None,
+                keep_face=task.keep_rest_face and item.expression == REST,
             )
             blob, ext = stripped_copy(data, rgb, str(path)) if item.copy else (None, "")
         except InputError as exc:
@@ -481,10 +502,11 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
         except Exception as exc:  # data, not a crash: the batch goes on
             out.append(_Outcome(item.key, reason=f"{path}: internal error ({type(exc).__name__}: {exc}); please report it"))
             continue
+        face, measured.face = measured.face, None
         out.append(
             _Outcome(
                 item.key, measured=measured, blob=blob, ext=ext, width_px=int(rgb.shape[1]),
-                height_px=int(rgb.shape[0]), rest_key=rest_key if use_rest is not None else None,
+                height_px=int(rgb.shape[0]), rest_key=rest_key if use_rest is not None else None, face=face,
             )
         )
         if item.expression == REST and rest is None:
@@ -790,21 +812,63 @@ class _Progress:
             self._bar.close()
 
 
-def _task(store: Store, visit: _Visit) -> _VisitTask:
-    """The worker's task for a visit; reads the stored rest photo (OSError when it cannot)."""
+def _task(store: Store, visit: _Visit, keys: Sequence[int] | None = None, *,
+          rest_file: tuple[str, str, bool] | None = None, rest_face: Any = None,
+          keep_rest_face: bool = False) -> _VisitTask:
+    """The worker's task for some of a visit's files (all by default; ``keys`` index ``visit.items``).
+
+    Reads the visit's stored rest photo when one goes along (OSError when it cannot).
+    """
     rest = None
     if visit.stored_rest is not None:
         media, mirrored = visit.stored_rest
         rest = (store.media_path(media).read_bytes(), media, mirrored)
+    keys = range(len(visit.items)) if keys is None else keys
     return _VisitTask(
         items=tuple(
             _Item(k, str(p.row.path), p.sha256, p.row.expression, p.row.mirrored, p.recording_id is None)
-            for k, p in enumerate(visit.items)
+            for k, p in ((k, visit.items[k]) for k in keys)
         ),
         affected_side=visit.affected_side,
         rest=rest,
         algorithm_version=ALGORITHM_VERSION,
+        rest_file=rest_file,
+        rest_face=rest_face,
+        keep_rest_face=keep_rest_face,
     )
+
+
+@dataclass
+class _Job:
+    """Some files of one visit for one task. ``then``: the visit's expression files, which follow
+    as tasks of their own once this job's rest photo is measured and stored."""
+
+    visit: _Visit
+    keys: tuple[int, ...]
+    then: tuple[int, ...] = ()
+    #: The visit's rest photo as measured by the job before (path, SHA-256, mirrored) and its landmarks.
+    rest_file: tuple[str, str, bool] | None = None
+    rest_face: Any = None
+
+
+def _jobs(visit: _Visit) -> list[_Job]:
+    """A visit's files as tasks: one file per task where possible, so the workers share the load evenly.
+
+    Expression photos are measured against the visit's rest photo: when the rest photo is measured in
+    this batch, it goes first (with the visit's other rest photos) and its expression photos follow,
+    one task each, carrying its landmarks (no worker detects the rest photo twice). A visit whose rest
+    photo is stored and not measured again stays one task (each task would detect that photo again).
+    """
+    from .ingest import REST
+
+    keys = tuple(range(len(visit.items)))
+    if visit.stored_rest is not None:
+        return [_Job(visit, keys)]
+    rests = tuple(k for k in keys if visit.items[k].row.expression == REST)
+    others = tuple(k for k in keys if k not in rests)
+    if rests and others:
+        return [_Job(visit, rests, then=others)]
+    return [_Job(visit, (k,)) for k in keys]
 
 
 def _worker_failure(exc: BaseException) -> str:
@@ -825,30 +889,37 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
     from .ingest import RowProblem
 
     where = lambda r: f"{manifest_name}:{r.line}"  # noqa: E731
-    # longest visits first: fewer stragglers at the end
-    pending = iter(sorted(plan.visits, key=lambda v: -len(v.items)))
-    in_flight: dict[Any, _Visit] = {}
-    results = as_completed(loop=client.loop)
-    keys = (f"symmetry-visit-{os.urandom(4).hex()}-{i}" for i in itertools.count())
+    # longest visits first (their rest photos unlock the most tasks); follow-up tasks jump the queue
+    queue: collections.deque[_Job] = collections.deque(
+        job for v in sorted(plan.visits, key=lambda v: -len(v.items)) for job in _jobs(v)
+    )
+    in_flight: dict[Any, _Job] = {}
+    # results fetched by the client's event loop as tasks finish (no blocking round trip per task)
+    results = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+    names = (f"symmetry-visit-{os.urandom(4).hex()}-{i}" for i in itertools.count())
 
-    def fail(visit: _Visit, why: str) -> list[_Outcome]:
-        return [_Outcome(k, reason=f"{p.row.path}: {why}") for k, p in enumerate(visit.items)]
+    def fail(job: _Job, why: str) -> list[_Outcome]:
+        return [_Outcome(k, reason=f"{job.visit.items[k].row.path}: {why}") for k in job.keys]
 
     def submit_next() -> None:
-        for visit in pending:
+        while queue:
+            job = queue.popleft()
             try:
-                task = _task(store, visit)
+                task = _task(store, job.visit, job.keys, rest_file=job.rest_file, rest_face=job.rest_face,
+                             keep_rest_face=bool(job.then))
             except OSError as exc:
                 why = f"the visit's stored rest photo cannot be read ({exc.strerror or exc})"
-                settle(visit, fail(visit, why))
+                settle(job, fail(job, why))
                 continue
-            future = client.submit(_measure_visit, task, pure=False, key=next(keys))
-            in_flight[future] = visit
+            future = client.submit(_measure_visit, task, pure=False, key=next(names))
+            in_flight[future] = job
             results.add(future)
             return
 
-    def settle(visit: _Visit, outcomes: list[_Outcome]) -> None:
+    def settle(job: _Job, outcomes: list[_Outcome]) -> None:
+        visit = job.visit
         ids: dict[int, int | None] = {_STORED_REST: visit.stored_rest_id}
+        reference: tuple[int, Any] | None = None  # the rest photo the expressions follow: (key, landmarks)
         for outcome in outcomes:  # in the visit's order: a rest photo is stored before its expressions
             planned = visit.items[outcome.key]
             if outcome.measured is None:
@@ -861,6 +932,8 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 report.failed.append(RowProblem(where(planned.row), f"{planned.row.path}: cannot store ({exc})"))
                 continue
             ids[outcome.key] = rid
+            if outcome.face is not None and reference is None and rid is not None:
+                reference = (outcome.key, outcome.face)
             if not wrote:
                 report.skipped += 1
             elif planned.recording_id is None:
@@ -870,22 +943,34 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
             if wrote:
                 report.measurement_rows += len(outcome.measured.rows)
         progress.update(len(outcomes), len(report.failed))
+        if job.then:
+            rest_file, face = None, None
+            if reference is not None:  # the expressions follow the rest photo just stored
+                key, face = reference
+                visit.stored_rest_id = ids[key]
+                p = visit.items[key]
+                rest_file = (str(p.row.path), p.sha256, p.row.mirrored)
+            queue.extendleft(_Job(visit, (k,), rest_file=rest_file, rest_face=face) for k in reversed(job.then))
 
     # a few tasks per worker thread in flight: the cluster stays busy, and the client holds only
-    # those visits' stored rest photos and results in memory, however long the manifest
+    # those tasks' stored rest photos and results in memory, however long the manifest
     for _ in range(max(4, 3 * report.workers)):
         submit_next()
     try:
-        for future in results:
-            visit = in_flight.pop(future)
-            try:
-                outcomes: list[_Outcome] = future.result()
-            except Exception as exc:  # the worker died, or cannot run symmetry
-                outcomes = fail(visit, _worker_failure(exc))
-            finally:
-                future.release()
-            settle(visit, outcomes)
-            submit_next()
+        for future, result in results:
+            job = in_flight.pop(future)
+            if future.status == "finished":
+                outcomes: list[_Outcome] = result
+            else:  # the worker died, or cannot run symmetry: (type, exception, traceback) or the exception
+                exc = result[1] if isinstance(result, tuple) else result
+                outcomes = fail(job, _worker_failure(exc))
+            future.release()
+            settle(job, outcomes)
+            while queue and len(in_flight) < max(4, 3 * report.workers):
+                before = len(in_flight)
+                submit_next()
+                if len(in_flight) == before:
+                    break
     finally:
         for future in in_flight:  # interrupted: leave nothing running on the cluster
             future.cancel()

@@ -64,7 +64,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -532,6 +532,9 @@ class _Measured:
     pose: dict[str, float]
     warnings: list[str]
     refined: list[str]
+    #: The photo's model landmarks (FaceLandmarks), kept when asked (a rest photo whose expression
+    #: photos are measured elsewhere: a batch worker then need not detect it again).
+    face: Any = None
 
 
 def _measure(
@@ -543,15 +546,24 @@ def _measure(
     affected_side: str | None,
     rest: tuple[np.ndarray, bool] | None,
     landmarker: object,
+    rest_face: Any = None,
+    keep_face: bool = False,
 ) -> _Measured:
-    from .photo import PhotoOptions, measure_photo
+    """Measure one decoded photo (against ``rest``: its pixels and whether it is mirrored).
+
+    ``rest_face``: the rest photo's landmarks when they were detected already (in its own
+    orientation); ``keep_face``: return this photo's landmarks in ``_Measured.face``.
+    """
+    from .photo import PhotoOptions, _prepare_rest, measure_photo
 
     rest_rgb = None
+    options = PhotoOptions(expression=expression, affected_side=affected_side, mirrored=mirrored)
     if rest is not None:
         rest_rgb, rest_mirrored = rest
         if rest_mirrored != mirrored:  # bring the rest photo to this photo's orientation
             rest_rgb = np.ascontiguousarray(rest_rgb[:, ::-1])
-    options = PhotoOptions(expression=expression, affected_side=affected_side, mirrored=mirrored)
+        elif rest_face is not None:  # measured already: only the cheap part is redone
+            _prepare_rest(rest_rgb, landmarker, options, face=rest_face)  # type: ignore[arg-type]
     try:
         result = measure_photo(rgb, rest=rest_rgb, options=options, landmarker=landmarker)  # type: ignore[arg-type]
     except InputError as exc:
@@ -571,6 +583,7 @@ def _measure(
         pose={k: float(v) for k, v in result.head_pose_deg.items()},
         warnings=list(result.warnings),
         refined=list(result.refined),
+        face=result.face if keep_face else None,
     )
 
 

@@ -192,9 +192,11 @@ def _prepare(
     options: PhotoOptions,
     *,
     session: tuple[Calibration, float] | None = None,
+    face: FaceLandmarks | None = None,
 ) -> _Prepared:
     rgb, source = _load(image)
-    face = landmarker.detect_averaged(rgb, source=source) if options.average else landmarker.detect(rgb, source=source)
+    if face is None:
+        face = landmarker.detect_averaged(rgb, source=source) if options.average else landmarker.detect(rgb, source=source)
     points = face.points_px.copy()
     warnings: list[str] = []
     if face.n_faces > 1:
@@ -225,7 +227,10 @@ _REST_CACHE_SIZE = 2
 _REST_CACHE_LOCK = threading.Lock()
 
 
-def _prepare_rest(image: ImageInput, landmarker: Landmarker, options: PhotoOptions) -> _Prepared:
+def _prepare_rest(
+    image: ImageInput, landmarker: Landmarker, options: PhotoOptions, face: FaceLandmarks | None = None
+) -> _Prepared:
+    """The rest photo measured once (cached); ``face``: its landmarks, already detected elsewhere."""
     rgb, source = _load(image)
     digest = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16).hexdigest()
     model = str(landmarker.options.model_path)
@@ -235,7 +240,7 @@ def _prepare_rest(image: ImageInput, landmarker: Landmarker, options: PhotoOptio
         if hit is not None:
             _REST_CACHE.move_to_end(key)
             return _Prepared(hit.rgb, source, hit.face, hit.points_px, hit.calibration, hit.frame, list(hit.warnings))
-    prep = _prepare(rgb, landmarker, options)
+    prep = _prepare(rgb, landmarker, options, face=face)
     prep.source = source
     with _REST_CACHE_LOCK:
         _REST_CACHE[key] = prep
