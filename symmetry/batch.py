@@ -12,9 +12,12 @@ every file, and skips the files the store already holds measured with this
 :data:`symmetry.ALGORITHM_VERSION` (content hash + algorithm version; a
 recording stored by an older version, or whose visit gained a rest photo or
 whose patient's affected side changed, is measured again). It then submits
-**one task per visit** to Dask: within a visit, expression photos are measured
-against the visit's rest photo, so the rest photo is measured first by the same
-worker (whose rest-photo cache then serves every expression photo of the visit).
+**one task per photo** to Dask, so that the workers share the load evenly to
+the end: within a visit, expression photos are measured against the visit's
+rest photo, so the rest photo's task goes first, and once it is stored each
+expression photo follows as a task of its own carrying the rest photo's
+landmarks (no worker detects a rest photo twice). A visit whose rest photo is
+already stored, and not measured again, stays one task.
 
 **Workers** read the files themselves (the paths must be readable by them),
 keep one IMAGE-mode :class:`~symmetry.landmarks.Landmarker` per worker thread,
@@ -22,7 +25,7 @@ and return plain data: the tidy measure rows, scale and pose, and the
 metadata-stripped copy of the photo, or a reason string when a file cannot be
 measured. A worker never touches the database.
 
-**Only the client writes**, as each visit's results arrive, in one
+**Only the client writes**, as each task's results arrive, in one
 transaction per recording (the stored copy is written first, then the
 recording and all its measurement rows are committed together), so a SQLite
 file works and a crash or Ctrl-C leaves only complete recordings; running the
