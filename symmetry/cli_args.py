@@ -68,7 +68,7 @@ def non_negative_int(text: str) -> int:
 
 
 def workers(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "0 (one per core) or more")
+    return _number(text, int, lambda v: v >= 0, "0 (automatic) or more")
 
 
 def iso_date(text: str) -> dt.date:

@@ -58,7 +58,7 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--iris-mm", type=positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
     p.add_argument("--no-refine", action="store_true", help="landmark model only (no image tracking; under-reports)")
     p.add_argument("--stride", type=positive_int, default=1, metavar="N", help="analyse every N-th frame (default 1)")
-    p.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="parallel landmarkers (default: one per core)")
+    p.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="parallel landmarkers (default: 1.5 per core)")
     p.add_argument("--model", metavar="TASK", help="another face_landmarker.task model file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("storing", "Store the branch table with the patient's procedure (created if absent).")

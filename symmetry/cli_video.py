@@ -38,7 +38,7 @@ def _video_arguments(group: Any) -> None:
     group.add_argument("--smooth", type=non_negative_seconds, default=0.0, metavar="S",
                        help="centred moving average of S seconds on the series; raw kept as *_raw (default off)")
     group.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
-                       help="parallel landmarkers (default: one per core)")
+                       help="parallel landmarkers (default: 1.5 per core)")
     group.add_argument("--plot", action="append", default=None, metavar="OUT",
                        help="write the eye-aperture / commissure time-series plot: .png or .html (repeatable)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")

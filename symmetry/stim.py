@@ -331,7 +331,7 @@ class StimOptions:
     frame_stride : int
         Analyse every n-th frame.
     workers : int
-        Parallel landmarkers for the video pass (0 = one per core).
+        Parallel landmarkers for the video pass (0 = automatic, 1.5 per core).
     model_path : path or None
         Another ``face_landmarker.task``.
     """

@@ -29,11 +29,13 @@ Conventions
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -477,7 +479,9 @@ class VideoOptions:
     refine : bool
         Track the rest frame's points into each event peak frame (recommended).
     workers : int
-        Parallel landmarkers (threads); 0 = one per available core.
+        Parallel landmarkers (threads); 0 = one and a half per available core
+        (at least one more than the cores: each landmarker's thread waits on its
+        model's own threads part of the time, and the extra one fills the gaps).
     model_path : path or None
         Another ``face_landmarker.task``.
     """
@@ -504,15 +508,16 @@ class VideoOptions:
         if not (self.iris_mm > 0):
             raise ValueError(f"`iris_mm` must be positive, got {self.iris_mm!r}")
         if not (isinstance(self.workers, int) and self.workers >= 0):
-            raise ValueError(f"`workers` must be >= 0 (0 = one per core), got {self.workers!r}")
+            raise ValueError(f"`workers` must be >= 0 (0 = automatic), got {self.workers!r}")
 
     def n_workers(self) -> int:
         if self.workers:
             return self.workers
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            cores = max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # pragma: no cover - not Linux
-            return max(1, os.cpu_count() or 1)
+            cores = max(1, os.cpu_count() or 1)
+        return cores + max(1, cores // 2)
 
 
 # --------------------------------------------------------------------------- first pass
@@ -1295,20 +1300,39 @@ class VideoAnalyser:
         by_time: dict[float, list[int]] = {}
         for k in peaks:
             by_time.setdefault(seg.events[k].peak_s, []).append(k)
+        def peak(target: float, rgb: np.ndarray) -> dict[int, VideoEvent]:
+            """The events peaking at ``target``, measured on its frame (runs in a pool thread)."""
+            face = _detect(lm, rgb)  # the landmarker serialises its own calls
+            if face is None:
+                return {}
+            out = {}
+            for k in by_time.get(target, []):
+                ev = seg.events[k]
+                photo = self._peak_photo(series, rest_rgb, rest_photo, rgb, face, ev.expression, ev.peak_s)
+                out[k] = VideoEvent(ev.expression, ev.start_s, ev.end_s, ev.peak_s, photo.measures,
+                                    photo.refined, ev.origin, photo)
+                if kdir is not None:
+                    name = f"{stem}_{k + 1:02d}_{ev.expression}_{ev.peak_s:.2f}s.png"
+                    _save_keyframe(kdir / name, rgb, photo)
+            return out
+
         if rest_photo is not None and by_time:
-            with contextlib.closing(_frames_at(series.info, list(by_time))) as grabbed:
-                for target, rgb in grabbed:
-                    face = _detect(lm, rgb)
-                    if face is None:
-                        continue
-                    for k in by_time.get(target, []):
-                        ev = seg.events[k]
-                        photo = self._peak_photo(series, rest_rgb, rest_photo, rgb, face, ev.expression, ev.peak_s)
-                        measured[k] = VideoEvent(ev.expression, ev.start_s, ev.end_s, ev.peak_s, photo.measures,
-                                                 photo.refined, ev.origin, photo)
-                        if kdir is not None:
-                            name = f"{stem}_{k + 1:02d}_{ev.expression}_{ev.peak_s:.2f}s.png"
-                            _save_keyframe(kdir / name, rgb, photo)
+            # Decoding (here) overlaps with detection and tracking (OpenCV releases the GIL) in a
+            # few threads; at most two frames per thread wait, so memory stays bounded.
+            n_threads = max(1, min(opts.n_workers(), len(by_time)))
+            with ThreadPoolExecutor(n_threads, thread_name_prefix="symmetry-peaks") as pool:
+                pending: collections.deque[Future[dict[int, VideoEvent]]] = collections.deque()
+                try:
+                    with contextlib.closing(_frames_at(series.info, list(by_time))) as grabbed:
+                        for target, rgb in grabbed:
+                            pending.append(pool.submit(peak, target, rgb))
+                            while len(pending) > 2 * n_threads:
+                                measured.update(pending.popleft().result())
+                    while pending:
+                        measured.update(pending.popleft().result())
+                finally:
+                    for f in pending:
+                        f.cancel()
         for k, ev in enumerate(seg.events):
             if k not in measured:
                 measured[k] = VideoEvent(ev.expression, ev.start_s, ev.end_s, ev.peak_s,
