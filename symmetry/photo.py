@@ -21,10 +21,12 @@ from .calibration import (
     DEFAULT_IRIS_MM,
     Calibration,
     calibrate_from_iris,
+    iris_visible,
     manual_calibration,
     session_calibration,
 )
 from .frame import PupilFrame, pupil_frame
+from .errors import IrisHiddenError
 from .images import read_image
 from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions
 from .refine import track_points
@@ -175,6 +177,25 @@ def _ipd_px(points_px: np.ndarray) -> float:
     return float(np.hypot(*(points_px[LM.LEFT_IRIS_CENTER, :2] - points_px[LM.RIGHT_IRIS_CENTER, :2])))
 
 
+def _canthal_px(points_px: np.ndarray) -> float:
+    """Mean of the inner and the outer intercanthal distances, pixels."""
+    inner = np.hypot(*(points_px[LM.LEFT_MEDIAL_CANTHUS, :2] - points_px[LM.RIGHT_MEDIAL_CANTHUS, :2]))
+    outer = np.hypot(*(points_px[LM.LEFT_LATERAL_CANTHUS, :2] - points_px[LM.RIGHT_LATERAL_CANTHUS, :2]))
+    return float(inner + outer) / 2.0
+
+
+def _session_scale(reference: Calibration, rest_points_px: np.ndarray, points_px: np.ndarray) -> Calibration:
+    """The session's scale carried from the rest photo to this one.
+
+    By the inter-pupil distance, unless an iris of this photo is hidden (eye
+    closure, a squeeze): the model then guesses where the pupils are, so the
+    canthi, which the lids do not hide, carry the scale.
+    """
+    if all(iris_visible(points_px).values()):
+        return session_calibration(reference, _ipd_px(rest_points_px), _ipd_px(points_px))
+    return session_calibration(reference, _canthal_px(rest_points_px), _canthal_px(points_px))
+
+
 @dataclass
 class _Prepared:
     rgb: np.ndarray
@@ -191,10 +212,12 @@ def _prepare(
     landmarker: Landmarker,
     options: PhotoOptions,
     *,
-    session: tuple[Calibration, float] | None = None,
+    session: tuple[Calibration, np.ndarray] | None = None,
     face: FaceLandmarks | None = None,
+    source: str | None = None,
 ) -> _Prepared:
-    rgb, source = _load(image)
+    rgb, loaded_as = _load(image)
+    source = source or loaded_as
     if face is None:
         face = landmarker.detect_averaged(rgb, source=source) if options.average else landmarker.detect(rgb, source=source)
     points = face.points_px.copy()
@@ -204,7 +227,7 @@ def _prepare(
     if options.mm_per_px is not None:
         cal = manual_calibration(options.mm_per_px)
     elif session is not None:
-        cal = session_calibration(session[0], session[1], _ipd_px(points))
+        cal = _session_scale(session[0], session[1], points)
     else:
         cal = calibrate_from_iris(points, iris_mm=options.iris_mm, source=source)
     if "one_iris_hidden" in cal.flags:
@@ -240,7 +263,14 @@ def _prepare_rest(
         if hit is not None:
             _REST_CACHE.move_to_end(key)
             return _Prepared(hit.rgb, source, hit.face, hit.points_px, hit.calibration, hit.frame, list(hit.warnings))
-    prep = _prepare(rgb, landmarker, options, face=face)
+    try:
+        prep = _prepare(rgb, landmarker, options, face=face, source=source)
+    except IrisHiddenError:
+        raise IrisHiddenError(
+            source,
+            "rest photo with the eyes closed or the irises hidden: it gives the session no scale; "
+            "retake it with the eyes open or give --mm-per-px",
+        ) from None
     prep.source = source
     with _REST_CACHE_LOCK:
         _REST_CACHE[key] = prep
@@ -287,7 +317,7 @@ def measure_photo(
         session = None
         if rest is not None:
             rest_prep = _prepare_rest(rest, lm, options)
-            session = (rest_prep.calibration, _ipd_px(rest_prep.points_px))
+            session = (rest_prep.calibration, rest_prep.points_px)
         prep = _prepare(image, lm, options, session=session)
     finally:
         if own:
@@ -299,10 +329,9 @@ def measure_photo(
         prep.points_px = tracked.points_px
         refined = tracked.refined_groups()
         # the frame follows the tracked irises; the scale follows the tracked inter-pupil distance
+        # (the canthi when an iris is hidden)
         if options.mm_per_px is None:
-            prep.calibration = session_calibration(
-                rest_prep.calibration, _ipd_px(rest_prep.points_px), _ipd_px(prep.points_px)
-            )
+            prep.calibration = _session_scale(rest_prep.calibration, rest_prep.points_px, prep.points_px)
         prep.frame = pupil_frame(prep.points_px, prep.calibration.mm_per_px)
     pts_mm = prep.frame.to_mm(prep.points_px)
     measures = static_measures(pts_mm)

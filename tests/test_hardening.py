@@ -7,11 +7,9 @@ import hashlib
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -24,59 +22,13 @@ from PIL import Image
 from symmetry.cli import main
 from symmetry.photo import measure_photo
 
-from conftest import PORTRAITS
+from corpus import BAD_PHOTO_REASONS, OBAMA, bad_photos, closed_eyes, turned
 from synthetic import synthetic_face, transform
 
-OBAMA = PORTRAITS["obama"]
 
-
-def _png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares width x height (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
-
-
-def _bad_files(tmp_path):
-    files = {}
-    files["empty.jpg"] = b""
-    files["notes.jpg"] = b"these are clinic notes, not a photo\n"
-    files["truncated.jpg"] = OBAMA.read_bytes()[: OBAMA.stat().st_size // 2]
-    files["bomb.png"] = _png_declaring(60000, 60000)
-    out = {}
-    for name, data in files.items():
-        path = tmp_path / name
-        path.write_bytes(data)
-        out[name] = path
-    tiny = tmp_path / "one_pixel.png"
-    Image.new("RGB", (1, 1)).save(tiny)
-    out["one_pixel.png"] = tiny
-    noface = tmp_path / "wall.png"
-    cv2.imwrite(str(noface), np.full((480, 640, 3), 180, np.uint8))
-    out["wall.png"] = noface
-    small = tmp_path / "small_face.png"
-    img = cv2.imread(str(OBAMA))
-    cv2.imwrite(str(small), cv2.resize(img, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA))
-    out["small_face.png"] = small
-    return out
-
-
-@pytest.mark.parametrize(
-    "name, reason",
-    [
-        ("empty.jpg", "empty"),
-        ("notes.jpg", "not an image"),
-        ("truncated.jpg", "truncated"),
-        ("bomb.png", "too large"),
-        ("one_pixel.png", "too small"),
-        ("wall.png", "no face"),
-        ("small_face.png", "face too small"),
-    ],
-)
+@pytest.mark.parametrize("name, reason", sorted(BAD_PHOTO_REASONS.items()))
 def test_bad_input_gives_one_line_naming_file_and_reason_exit_2(name, reason, tmp_path, capsys):
-    path = _bad_files(tmp_path)[name]
+    path = bad_photos(tmp_path)[name]
     code = main(["measure", str(path), "--format", "json"])
     err = capsys.readouterr().err
     assert code == 2
@@ -136,6 +88,67 @@ def test_measuring_opens_no_socket(monkeypatch, portraits, landmarker):
     monkeypatch.setattr(socket, "create_connection", refuse)
     r = measure_photo(OBAMA, rest=OBAMA, landmarker=landmarker)
     assert r.measures
+
+
+# -- turned heads and closed eyes in real photos ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def obama_rest(portraits, landmarker):
+    rgb = portraits["obama"]
+    return rgb, measure_photo(rgb, landmarker=landmarker)
+
+
+def _cli_json(args, capsys):
+    code = main([*args, "--format", "json"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_turned_head_is_measured_and_flagged_a_frontal_one_is_not(obama_rest, tmp_path, capsys):
+    import json
+
+    rgb, rest = obama_rest
+    path = tmp_path / "turned.png"
+    cv2.imwrite(str(path), cv2.cvtColor(turned(rgb, rest.face.points_px, 30.0), cv2.COLOR_RGB2BGR))
+    code, out, err = _cli_json(["measure", str(path)], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert abs(data["head_pose_deg"]["yaw"]) > 10
+    assert any("head yaw" in w and "frontal measures unreliable" in w for w in data["warnings"]), data["warnings"]
+    code, out, _ = _cli_json(["measure", str(OBAMA)], capsys)
+    assert code == 0 and not any("yaw" in w for w in json.loads(out)["warnings"])
+
+
+def test_closed_eyes_rest_photo_is_refused_with_the_reason_but_measured_with_the_session_scale(
+    obama_rest, tmp_path, capsys, landmarker
+):
+    import json
+
+    rgb, rest = obama_rest
+    shut = tmp_path / "eyes_shut.png"
+    cv2.imwrite(str(shut), cv2.cvtColor(closed_eyes(rgb, rest), cv2.COLOR_RGB2BGR))
+    # as the session's rest photo it gives no scale: one line, exit 2, the reason and the way out
+    code = main(["measure", str(OBAMA), "--rest", str(shut)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(shut) in err[0] and "rest photo with the eyes closed" in err[0] and "--mm-per-px" in err[0]
+    # alone, the same
+    code, _, err = _cli_json(["measure", str(shut)], capsys)
+    assert code == 2 and "eyes closed" in err
+    # as an expression photo of a session with an open-eyed rest photo: the session's scale
+    code, out, err = _cli_json(["measure", str(shut), "--rest", str(OBAMA), "--expression", "eye_closure_tight"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["scale_source"] == "session"
+    assert data["mm_per_px"] == pytest.approx(rest.mm_per_px, rel=0.02)
+    change = {m["side"]: m["value"] for m in data["measures"] if m["name"] == "palpebral_fissure_change"}
+    assert change["left"] < 0 and change["right"] < 0  # (how much: tests/test_photo.py, lid occlusion)
+    # one eye closed: the other iris gives the scale, with a warning
+    one = closed_eyes(rgb, rest, sides=("left",))
+    r = measure_photo(one, landmarker=landmarker)
+    assert "one_iris_hidden" in r.calibration.flags and any("one eye is closed" in w for w in r.warnings)
+    assert r.mm_per_px == pytest.approx(rest.mm_per_px, rel=0.05)
 
 
 # -- property-based geometry ---------------------------------------------------------------

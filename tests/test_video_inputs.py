@@ -19,6 +19,7 @@ import pytest
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 
+from corpus import turned  # noqa: E402
 from symmetry import cli  # noqa: E402
 from symmetry.calibration import calibrate_from_iris  # noqa: E402
 from symmetry.frame import lateral_sign, pupil_frame  # noqa: E402
@@ -254,27 +255,8 @@ def test_several_faces_in_a_video_measure_the_largest_and_warn(big_on_left, face
 
 
 def _turned(face, degrees: float) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The face turned about the vertical axis by ``degrees`` (its 3-D landmarks rotated, the image
-    warped piecewise-affinely from the old to the new landmark positions; background fixed)."""
-    from scipy.spatial import Delaunay
-
     rgb, points, _ = face
-    h, w = rgb.shape[:2]
-    a = np.radians(degrees)
-    c, z0 = points[:, :2].mean(axis=0), points[:, 2].mean()
-    x, z = points[:, 0] - c[0], points[:, 2] - z0
-    moved = np.c_[x * np.cos(a) + z * np.sin(a) + c[0], points[:, 1]]
-    border = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1], [w / 2, 0], [w / 2, h - 1], [0, h / 2], [w - 1, h / 2]])
-    src, dst = np.vstack([points[:, :2], border]), np.vstack([moved, border])
-    tri = Delaunay(dst)
-    yy, xx = np.mgrid[0:h, 0:w]
-    q = np.c_[xx.ravel(), yy.ravel()].astype(float)
-    s = tri.find_simplex(q)
-    t = tri.transform[s]
-    b = np.einsum("nij,nj->ni", t[:, :2], q - t[:, 2])
-    back = np.einsum("ni,nij->nj", np.c_[b, 1 - b.sum(axis=1)], src[tri.simplices[s]])
-    maps = back.reshape(h, w, 2).astype(np.float32)
-    return cv2.remap(rgb, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return turned(rgb, points, degrees)
 
 
 def test_turned_head_is_flagged(face, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
