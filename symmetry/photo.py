@@ -20,13 +20,15 @@ import pandas as pd
 from .calibration import (
     DEFAULT_IRIS_MM,
     Calibration,
+    MIN_IRIS_PX,
     calibrate_from_iris,
+    iris_diameters_px,
     iris_visible,
     manual_calibration,
     session_calibration,
 )
 from .frame import PupilFrame, pupil_frame
-from .errors import IrisHiddenError
+from .errors import FaceTooSmallError, IrisHiddenError
 from .images import read_image
 from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions
 from .refine import track_points
@@ -224,6 +226,13 @@ def _prepare(
     warnings: list[str] = []
     if face.n_faces > 1:
         warnings.append(f"{face.n_faces} faces found; measured the largest")
+    iris = [d for d in iris_diameters_px(points).values() if np.isfinite(d)]
+    if iris and max(iris) < MIN_IRIS_PX:  # whatever the scale: one pixel would be over 2 mm
+        raise FaceTooSmallError(
+            source,
+            f"face too small: iris is {np.mean(iris):.1f} px wide, under the {MIN_IRIS_PX:.0f} px minimum; "
+            "use a closer or higher-resolution photo",
+        )
     if options.mm_per_px is not None:
         cal = manual_calibration(options.mm_per_px)
     elif session is not None:

@@ -161,6 +161,27 @@ def test_bad_file_gives_a_readable_error(app_home):
     assert "symmetry-app" not in errors[0]  # the temporary copy's path is not shown
 
 
+def test_the_bad_input_corpus_gives_one_readable_message_per_file(app_home, tmp_path):
+    """Every file of the hardening corpus, uploaded with a good photo: one readable error each
+    (the file's name and the reason, no traceback), and the good photo is still measured."""
+    from corpus import BAD_PHOTO_REASONS, bad_photos
+
+    at = _app()
+    uploader = at.file_uploader[0]
+    uploader.upload(*_photo(SAMPLES / "demo" / "2024-05-13_3m" / "rest.jpg"))
+    for name, path in bad_photos(tmp_path).items():
+        uploader.upload(name, path.read_bytes(), "image/png" if name.endswith(".png") else "image/jpeg")
+    at.run()
+    _no_exception(at)
+    errors = [str(e.value) for e in at.error]
+    assert len(errors) == len(BAD_PHOTO_REASONS), errors
+    for name, words in BAD_PHOTO_REASONS.items():
+        mine = [e for e in errors if e.startswith(f"Could not measure {name}: ")]
+        assert len(mine) == 1 and words in mine[0], (name, errors)
+        assert "Traceback" not in mine[0] and "symmetry-app" not in mine[0]
+    assert at.dataframe, "the good photo's measures are shown"
+
+
 def test_upload_over_the_size_limit_is_refused(app_home):
     from streamlit import config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_ingest import build_cohort, write_manifest
+from test_ingest import SAMPLES, build_cohort, write_manifest
 
 from symmetry import ALGORITHM_VERSION
 from symmetry.batch import BatchOptions, _Item, _measure_visit, _VisitTask, local_client, run_batch
@@ -261,3 +261,30 @@ def test_an_affected_side_given_later_remeasures_the_patient_and_a_contradiction
     want = measurements_of(ingested)
     pd.testing.assert_frame_equal(measurements_of(home), want[want["sha256"].isin(shas)].reset_index(drop=True),
                                   check_exact=True)
+
+
+def test_the_bad_input_corpus_is_recorded_file_by_file_and_the_good_photos_stored(client, tmp_path):
+    """Every file of the hardening corpus becomes a recorded failure naming it and its reason;
+    the visit's good photos (rest first, a smile against it) are stored all the same."""
+    from corpus import BAD_PHOTO_REASONS, bad_photos
+
+    bad = bad_photos(tmp_path / "photos")
+    rows = [{"patient": "P900", "visit_date": "2026-01-05", "expression": "rest", "path": str(SAMPLES / "demo" / "2024-01-29_preop" / "rest.jpg")},
+            {"patient": "P900", "visit_date": "2026-01-05", "expression": "smile_open",
+             "path": str(SAMPLES / "demo" / "2024-01-29_preop" / "smile_open.jpg")}]
+    rows += [{"patient": "P900", "visit_date": "2026-01-05", "expression": "lower_teeth", "path": str(p)} for p in bad.values()]
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+    home = tmp_path / "home"
+    with open_store(home=home) as store:
+        report = run_batch(store, manifest, client=client)
+    assert report.added == 2 and not report.ok
+    reasons = {p.source: p.reason for p in report.failed}
+    assert len(reasons) == len(BAD_PHOTO_REASONS)
+    for line, (name, words) in enumerate(bad.items(), start=4):  # header, two good rows
+        reason = reasons[f"manifest.csv:{line}"]
+        assert name in reason and BAD_PHOTO_REASONS[name] in reason, reason
+        assert "\n" not in reason and "Traceback" not in reason
+    rec = recordings_of(home)
+    assert sorted(rec["expression"]) == ["rest", "smile_open"]
+    smile = rec[rec["expression"] == "smile_open"].iloc[0]
+    assert smile["rest_sha256"] == rec[rec["expression"] == "rest"].iloc[0]["sha256"]

@@ -38,6 +38,14 @@ def test_bad_input_gives_one_line_naming_file_and_reason_exit_2(name, reason, tm
     assert "Traceback" not in err
 
 
+def test_a_tiny_face_is_refused_even_with_a_session_or_manual_scale(tmp_path, capsys):
+    path = bad_photos(tmp_path)["small_face.png"]
+    for extra in (["--rest", str(OBAMA)], ["--mm-per-px", "0.5"]):
+        code = main(["measure", str(path), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and str(path) in err[0] and "face too small" in err[0], (extra, err)
+
+
 @pytest.mark.parametrize("variant", ["cmyk", "gray16", "rgba", "gray", "rgb16"])
 def test_odd_formats_measure_like_the_rgb_photo(variant, tmp_path, landmarker):
     img = Image.open(OBAMA).convert("RGB")
