@@ -19,6 +19,7 @@ from .landmarks import CONTOURS, Side
 __all__ = [
     "DEFAULT_IRIS_MM",
     "MIN_IRIS_PX",
+    "CLOSED_FRACTION",
     "ScaleSource",
     "Calibration",
     "iris_diameters_px",
@@ -37,6 +38,8 @@ MIN_IRIS_PX = 6.0
 _IRIS_MISMATCH_FLAG = 0.10
 #: An eye whose lid gap at the pupil is under this fraction of its iris width is closed for calibration.
 _MIN_OPEN_FRACTION = 0.35
+#: ... and under this fraction, closed: its pupil cannot be seen at all.
+CLOSED_FRACTION = 0.15
 #: Relative scale uncertainty assumed when only one iris can be measured.
 _ONE_IRIS_REL_UNCERTAINTY = 0.03
 
@@ -95,8 +98,9 @@ def iris_diameters_px(points_px: np.ndarray) -> dict[Side, float]:
     return out
 
 
-def iris_visible(points_px: np.ndarray) -> dict[Side, bool]:
-    """Whether each iris is open enough to measure: lid gap at the pupil >= 35% of the iris width."""
+def iris_visible(points_px: np.ndarray, min_open: float | None = None) -> dict[Side, bool]:
+    """Whether each iris is open enough to measure: lid gap at the pupil >= ``min_open`` of the
+    iris width (default 35%, enough to measure the iris's width)."""
     from .frame import pupil_frame
     from .measures import side_geometry
 
@@ -107,7 +111,7 @@ def iris_visible(points_px: np.ndarray) -> dict[Side, bool]:
     for side in (Side.RIGHT, Side.LEFT):
         g = side_geometry(pix, side)
         gap = float(g.upper_lid_at_pupil[1] - g.lower_lid_at_pupil[1])
-        out[side] = gap >= _MIN_OPEN_FRACTION * diam[side]
+        out[side] = gap >= (_MIN_OPEN_FRACTION if min_open is None else min_open) * diam[side]
     return out
 
 

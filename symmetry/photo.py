@@ -20,6 +20,7 @@ import pandas as pd
 from .calibration import (
     DEFAULT_IRIS_MM,
     Calibration,
+    CLOSED_FRACTION,
     MIN_IRIS_PX,
     calibrate_from_iris,
     iris_diameters_px,
@@ -31,7 +32,7 @@ from .frame import PupilFrame, pupil_frame
 from .errors import FaceTooSmallError, IrisHiddenError
 from .images import read_image
 from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions
-from .refine import track_points
+from .refine import similarity_fit, track_points
 from .measures import Measure, asymmetry_measures, movement_measures, static_measures, value_of
 
 __all__ = ["PhotoOptions", "PhotoResult", "measure_photo", "measure_photos", "results_to_frame", "YAW_LIMIT_DEG"]
@@ -189,13 +190,22 @@ def _canthal_px(points_px: np.ndarray) -> float:
 def _session_scale(reference: Calibration, rest_points_px: np.ndarray, points_px: np.ndarray) -> Calibration:
     """The session's scale carried from the rest photo to this one.
 
-    By the inter-pupil distance, unless an iris of this photo is hidden (eye
-    closure, a squeeze): the model then guesses where the pupils are, so the
-    canthi, which the lids do not hide, carry the scale.
+    By the inter-pupil distance, unless an eye of this photo is closed (lid gap
+    under 15% of the iris: eye closure, a squeeze): the model then guesses where
+    the pupil is (and the canthi move with the lids), so the nose and face
+    outline carry it.
     """
-    if all(iris_visible(points_px).values()):
+    if all(iris_visible(points_px, CLOSED_FRACTION).values()):
         return session_calibration(reference, _ipd_px(rest_points_px), _ipd_px(points_px))
-    return session_calibration(reference, _canthal_px(rest_points_px), _canthal_px(points_px))
+    # the scale between the two photos of the points that eye closure does not move (nose, forehead)
+    sim = similarity_fit(rest_points_px[list(_NOT_EYE)], points_px[list(_NOT_EYE)])
+    return session_calibration(reference, 1.0, float(np.sqrt(abs(np.linalg.det(sim[:, :2])))))
+
+
+#: Landmarks that eye closure and squeezing do not move: nasal bridge and tip, alae, and the face
+#: outline above the mouth (forehead, temples, cheeks).
+_NOT_EYE = (168, 6, 197, 195, 5, 4, 1, 2, 98, 327,
+            10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 
 
 @dataclass

@@ -9,6 +9,15 @@ photo with pyramidal Lucas-Kanade optical flow, started from the model's own
 expression positions. The movement of a point is then the displacement of the
 skin feature under it, not the model's opinion of it.
 
+Upper lids get one more piece of evidence: a lid that droops or closes
+slides over the eye, so the band of lid tissue just beyond each margin point
+is searched for along the across-margin line over a full closure's range
+(normalised cross-correlation, the points' shifts chosen jointly so that the
+margin moves smoothly; never past the lower lid). Where Lucas-Kanade fails its
+gates, that answer stands if the model agrees on its direction and, within a
+factor of three, its size. An eye closed in the expression hides its pupil:
+its iris stays where it was at rest relative to the stable points.
+
 Tracking runs on a crop of the face upsampled so that the iris is about
 :data:`_TARGET_IRIS_PX` pixels wide, with a window size proportional to the
 iris; a point whose forward-backward tracking error is too large, or whose
@@ -118,6 +127,8 @@ _LID_DEPARTURE = 0.15
 #: Largest disagreement (iris diameters) of a lid point's displacement with the displacement
 #: interpolated from its accepted neighbours along the margin.
 _LID_KINK = 0.06
+#: ... plus, for an upper lid (which can close), this fraction of the larger of the two displacements.
+_LID_KINK_REL = 0.25
 #: Lid tissue tracking (for a lid sliding over the eye, which hides what is under it): a window
 #: this many times the margin window, moved off the margin onto the lid by half its size.
 _LID_TISSUE_WIN = 2.0
@@ -127,7 +138,109 @@ _LID_TISSUE_DEPARTURE = 0.4
 _MIN_TISSUE_IRIS_PX = 12.0
 
 
-def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, tissue_ok=True):  # type: ignore[no-untyped-def]
+#: Lid-side template of the margin search (iris diameters): width, height beyond the margin, and
+#: how far it reaches across the margin into the eye.
+_SEARCH_W, _SEARCH_H, _SEARCH_OVER = 0.30, 0.15, 0.02
+#: Search range of an upper-lid margin (iris diameters) toward the eye (a lid closing) and away from it.
+_SEARCH_RANGE = (1.0, 0.60)
+#: Search range along the margin (iris diameters).
+_SEARCH_ALONG = 0.06
+#: Smallest normalised cross-correlation of a confident margin search.
+_SEARCH_MIN_NCC = 0.75
+#: Cost (in correlation) of a 1-iris jump of the margin's shift between neighbouring points.
+_SEARCH_SMOOTH = 0.5
+
+
+def _search_margin(rest_img, expr_img, p0, outward, iris_canvas, reach, limit=None):  # type: ignore[no-untyped-def]
+    """Where each lid-margin point went, by exhaustive template search (canvas pixels).
+
+    A lid that closes or droops slides over the eye: what moves with the margin
+    is the lid itself, not the eye under it. So the template is the band of lid
+    just beyond the margin (``outward`` of it, reaching a little across it), and
+    it is searched for along the across-margin line in the expression image
+    over a range that covers a full closure, by normalised cross-correlation
+    (no basin of attraction to miss, unlike Lucas-Kanade started from a guess);
+    the peak is refined to a sub-pixel shift by a parabola. ``limit`` (n,) bounds
+    each point's shift toward the eye (canvas px: the lid cannot pass the other
+    lid). Returns the found positions (n, 2) and the peak correlation of each
+    (NaN where not searched).
+    """
+    import cv2
+
+    n = len(p0)
+    found = np.full((n, 2), np.nan)
+    score = np.full(n, np.nan)
+    out = np.asarray(outward, float) / max(float(np.hypot(*outward)), 1e-9)
+    # eye coordinates: columns along the margin, rows across it, row + = toward the eye (``-outward``)
+    along = np.array([-out[1], out[0]])
+    w = max(5, int(round(_SEARCH_W * iris_canvas)))
+    h = max(5, int(round(_SEARCH_H * iris_canvas)))
+    over = max(1, int(round(_SEARCH_OVER * iris_canvas)))
+    r_in, r_out = (int(round(r * iris_canvas)) for r in reach)
+    r_along = max(2, int(round(_SEARCH_ALONG * iris_canvas)))
+    n_rows = r_out + r_in + 1
+    curves = np.zeros((n, n_rows))  # best correlation over the along-margin shifts, per across shift
+    cols = np.zeros((n, n_rows))
+    textured = np.zeros(n, dtype=bool)
+    for k, p in enumerate(np.asarray(p0, float)):
+        if k in (0, n - 1):
+            continue  # the canthi are not searched
+
+        def patch(img, rows, cols_):  # type: ignore[no-untyped-def]
+            (r0, r1), (c0, c1) = rows, cols_
+            # destination (col, row) -> canvas p + (c0 + col) * along - (r0 + row) * out (WARP_INVERSE_MAP)
+            m = np.array([[along[0], -out[0], p[0]], [along[1], -out[1], p[1]]])
+            m[:, 2] += m[:, :2] @ np.array([c0, r0], float)
+            return cv2.warpAffine(img, m, (c1 - c0, r1 - r0), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT)
+
+        # template: rows -h .. over (the lid band, crossing the margin a little), cols -w/2 .. w/2
+        tmpl = patch(rest_img, (-h, over), (-(w // 2), w // 2 + 1)).astype(np.float32)
+        if float(tmpl.std()) < 2.0:
+            continue  # no texture to match
+        region = patch(expr_img, (-h - r_out, over + r_in), (-(w // 2) - r_along, w // 2 + 1 + r_along)).astype(np.float32)
+        ncc = cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED)
+        curves[k] = ncc.max(axis=1)
+        cols[k] = ncc.argmax(axis=1)
+        if limit is not None:  # an upper margin cannot pass the lower one
+            curves[k, np.arange(n_rows) - r_out > limit[k]] = -1.0
+        textured[k] = True
+    # One shift per point, jointly: the best correlations with a margin that moves smoothly along
+    # the lid (dynamic programming; a jump of 0.1 iris between neighbours costs 0.05 of correlation),
+    # so a wrong peak at one point (the crease, a lash) gives way to its neighbours' agreement.
+    inner = list(range(1, n - 1))
+    if not any(textured[inner]):
+        return found, score
+    rows = np.arange(n_rows)
+    jump = _SEARCH_SMOOTH * np.abs(rows[:, None] - rows[None, :]) / iris_canvas
+    total = -curves[inner[0]].copy()
+    back = []
+    for k in inner[1:]:
+        step = total[:, None] + jump  # previous row -> this row
+        back.append(step.argmin(axis=0))
+        total = step.min(axis=0) - curves[k]
+    path = [int(total.argmin())]
+    for b_ in reversed(back):
+        path.append(int(b_[path[-1]]))
+    path.reverse()
+
+    def vertex(a: float, b: float, c: float) -> float:
+        den = a - 2 * b + c
+        return 0.0 if abs(den) < 1e-9 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+    for k, r in zip(inner, path):
+        if not textured[k] or r in (0, n_rows - 1):
+            continue  # no texture, or the best match at the end of the range (the true one may lie beyond)
+        cv = curves[k]
+        dr = vertex(cv[r - 1], cv[r], cv[r + 1])
+        row, col = r + dr - r_out, cols[k, r] - r_along  # shift of the template, eye coordinates
+        found[k] = np.asarray(p0[k], float) + col * along - row * out
+        score[k] = cv[r]
+    return found, score
+
+
+def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, tissue_ok=True, searched=None,  # type: ignore[no-untyped-def]
+               kink_rel=0.0):
     """Track one lid margin (canthus to canthus), canvas pixels.
 
     Each inner point is tracked from several starts (the model's expression
@@ -154,54 +267,82 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     p0 = rest_c[ids]
     model = expr_c[ids]
     n = len(ids)
+    # where the margin search found the lid (confident points), else the model: the gates' reference
+    ref = model.copy() if searched is None else np.where(np.isfinite(searched).all(axis=1)[:, None], searched, model)
+    starts = [model, p0, p0 + 3.0 * (model - p0)] + ([ref] if searched is not None else [])
 
     def track(shift: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         best = model.copy()
         best_fb = np.full(n, np.inf)
         best_err = np.full(n, np.inf)
-        for guess in (model, p0, p0 + 3.0 * (model - p0)):
+        for guess in starts:
             p1, fb, err = lk((p0 + shift).astype(np.float32), guess + shift, size)
             better = fb < best_fb
             best[better], best_fb[better], best_err[better] = p1[better] - shift, fb[better], err[better]
         return best, best_fb, best_err
 
     best, best_fb, best_err = track(np.zeros(2), win)
-    ok = (best_fb <= max_fb_px) & (np.hypot(*(best - model).T) <= _LID_DEPARTURE * iris_canvas)
+    ok = (best_fb <= max_fb_px) & (np.hypot(*(best - ref).T) <= _LID_DEPARTURE * iris_canvas)
     if tissue_ok:
         size = int(max(7, round(win * _LID_TISSUE_WIN)) | 1)
         tissue, tissue_fb, tissue_err = track(outward * 0.5 * size, size)
-        t_ok = (tissue_fb <= max_fb_px) & (np.hypot(*(tissue - model).T) <= _LID_TISSUE_DEPARTURE * iris_canvas)
-        # the lid's own texture wins where it matches better than the margin window (the eye under it changed)
-        use = t_ok & (tissue_err < best_err)
+        t_ok = (tissue_fb <= max_fb_px) & (np.hypot(*(tissue - ref).T) <= _LID_TISSUE_DEPARTURE * iris_canvas)
+        # the lid's own texture wins where it matches better than the margin window (the eye under it
+        # changed), or where the margin window failed its gates
+        use = t_ok & (~ok | (tissue_err < best_err))
         best[use], best_fb[use] = tissue[use], tissue_fb[use]
         ok |= use
+    if searched is not None:  # where neither window passed its gates, the margin search's answer stands,
+        # if the model agrees on the direction and within 3x on the size (it under-reports a lid's
+        # one-sided movement about threefold, never more than that)
+        moved = np.hypot(*(model - p0).T)
+        plausible = np.hypot(*(searched - model).T) <= _LID_DEPARTURE * iris_canvas + 2.0 * moved
+        found = np.isfinite(searched).all(axis=1) & plausible & ~ok
+        best[found] = searched[found]
+        ok |= found
     ok[0] = ok[-1] = False  # the canthi are not tracked
     # A lid margin is an edge: tracking fixes its movement across the edge (along ``outward``), not
     # along it, so the along-edge component is the model's.
     along = np.array([outward[1], -outward[0]])
     best = best - np.outer((best - model) @ along, along)
-    disp = best - p0
-    anchors_disp = model - p0
-    for _ in range(n):  # drop the worst kink until the accepted displacements are smooth
+    # the margin's movement across itself, per point (canvas px, + = outward); the canthi keep the model's
+    across = (best - p0) @ outward
+    model_across = (model - p0) @ outward
+    pos = (p0 - p0[0]) @ along  # where each point lies between the canthi
+    t = np.clip(pos / pos[-1], 0.0, 1.0) if abs(pos[-1]) > 1e-9 else np.linspace(0.0, 1.0, n)
+    basis = np.stack([np.ones(n), t, np.sin(np.pi * t)], axis=1)  # a closing lid bows between the canthi
+
+    def fit(use: np.ndarray) -> np.ndarray:
+        idx = np.r_[0, np.flatnonzero(use), n - 1]
+        vals = np.r_[model_across[0], across[use], model_across[-1]]
+        coef, *_ = np.linalg.lstsq(basis[idx], vals, rcond=None)
+        return basis @ coef
+
+    # drop the point that departs most from a smooth bow through the others until all agree
+    # (the allowance grows with the movement: a large closure is not a perfect sine)
+    for _ in range(n):
         acc = np.flatnonzero(ok)
         if len(acc) < 2:
             break
-        kinks = np.zeros(n)
+        excess = np.full(n, -np.inf)
         for k in acc:
-            others = [j for j in acc if j != k]
-            ref = np.array([np.interp(k, [0, *others, n - 1], np.r_[anchors_disp[0, c], disp[others, c], anchors_disp[-1, c]]) for c in (0, 1)])
-            kinks[k] = np.hypot(*(disp[k] - ref))
-        worst = int(np.argmax(kinks))
-        if kinks[worst] <= _LID_KINK * iris_canvas:
+            others = ok.copy()
+            others[k] = False
+            smooth = fit(others)[k]
+            excess[k] = abs(across[k] - smooth) - kink_rel * max(abs(across[k]), abs(smooth))
+        worst = int(np.argmax(excess))
+        if excess[worst] <= _LID_KINK * iris_canvas:
             break
         ok[worst] = False
     acc = np.flatnonzero(ok)
-    if len(acc) == 0:
-        return model, ok, best_fb
-    known = [0, *acc, n - 1]
-    known_disp = np.vstack([anchors_disp[:1], disp[acc], anchors_disp[-1:]])
-    filled = p0 + np.stack([np.interp(np.arange(n), known, known_disp[:, c]) for c in (0, 1)], axis=1)
-    pts = np.where(ok[:, None], best, filled)
+    if len(acc) < min(2, n - 2):  # too little of the margin was seen to redraw it: the model's
+        return model, np.zeros(n, dtype=bool), best_fb
+    if len(acc) >= 3:  # the points not accepted follow the bow through the accepted ones
+        filled_across = fit(ok)
+    else:
+        filled_across = np.interp(np.arange(n), [0, *acc, n - 1], np.r_[model_across[0], across[acc], model_across[-1]])
+    along_disp = np.outer((model - p0) @ along, along)
+    pts = np.where(ok[:, None], best, p0 + along_disp + np.outer(filled_across, outward))
     pts[0], pts[-1] = model[0], model[-1]
     return pts, ok, best_fb
 
@@ -356,10 +497,34 @@ def track_points(
     pupils = rest_c[[_R.iris_center, _L.iris_center]]
     u = (pupils[1] - pupils[0]) / max(float(np.hypot(*(pupils[1] - pupils[0]))), 1e-9)
     up_c = np.array([u[1], -u[0]])  # the face's up direction on the canvas (y down)
-    for chain, sign in zip(_LID_CHAINS, (1.0, -1.0, 1.0, -1.0)):
-        pts, ok, fb = _track_lid(chain, rest_c, expr_c, lk, win, options.max_fb_error * iris, iris_up, sign * up_c, iris >= _MIN_TISSUE_IRIS_PX)
+    for k_chain, (chain, sign) in enumerate(zip(_LID_CHAINS, (1.0, -1.0, 1.0, -1.0))):
+        ids = np.asarray(chain)
+        searched = None
+        if sign > 0:  # upper lids (a lower lid moves little, and on a real smile its skin bunches)
+            # how far each point may descend: to the lower lid below it at rest (a closed eye)
+            lower = rest_c[np.asarray(_LID_CHAINS[k_chain + 1])]
+            across_x = np.array([up_c[1] * -1.0, up_c[0]])  # along the inter-pupil line, canvas
+            lx, ly = lower @ across_x, lower @ up_c
+            order = np.argsort(lx)
+            gap = rest_c[ids] @ up_c - np.interp(rest_c[ids] @ across_x, lx[order], ly[order])
+            limit = np.maximum(gap, 0.0) + 0.05 * iris_up
+            searched, score = _search_margin(rest_img, expr_img, rest_c[ids], sign * up_c, iris_up, _SEARCH_RANGE, limit)
+            searched[~(score >= _SEARCH_MIN_NCC)] = np.nan
+        pts, ok, fb = _track_lid(chain, rest_c, expr_c, lk, win, options.max_fb_error * iris, iris_up, sign * up_c,
+                                 iris >= _MIN_TISSUE_IRIS_PX, searched, _LID_KINK_REL if sign > 0 else 0.0)
         inner = np.array(chain[1:-1])
         out[inner, :2] = from_canvas_expr(pts[1:-1])
         refined[inner] = ok[1:-1]
         fb_err[inner] = fb[1:-1]
+    # An eye closed in the expression hides its iris: neither the model nor tracking can see where
+    # it is, so it stays where it was at rest relative to the stable points (the frame's origin and
+    # axis, and the pupil's x where the lids are measured, do not wander with a guess).
+    from .calibration import CLOSED_FRACTION, iris_visible
+
+    for side, open_ in iris_visible(out, CLOSED_FRACTION).items():
+        if not open_:
+            c = CONTOURS[side]
+            ids = np.array([c.iris_center, c.iris_medial, c.iris_lateral, c.iris_top, c.iris_bottom])
+            out[ids, :2] = from_canvas_expr(rest_c[ids])
+            refined[ids] = False
     return RefineResult(points_px=out, refined=refined, fb_error_px=fb_err)

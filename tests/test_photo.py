@@ -209,6 +209,30 @@ def test_lid_sliding_over_the_eye_is_recovered(side, drop_mm, portraits, landmar
     assert 0.85 * truth <= measured <= 1.2 * truth
 
 
+@pytest.mark.parametrize("side, fraction", [("left", 0.5), ("right", 0.5), ("left", 0.9), ("right", 0.9)])
+def test_eye_closure_is_measured_on_its_side(side, fraction, portraits, landmarker, baseline):
+    """Eye closure (the lid slides down over half or nine tenths of the fissure, the iris vanishing
+    under it): the lid is found by searching for its own tissue over a full closure's range; the
+    model alone reports about a third of it, and a hidden pupil does not move the frame."""
+    from symmetry.measures import side_geometry
+    from symmetry.phantom import upper_lid_occlusion
+
+    rest = baseline["obama"]
+    s = Side(side)
+    pfh = rest.value("palpebral_fissure_height", side)
+    occ = upper_lid_occlusion(portraits["obama"], rest.points_px, rest.frame, s, fraction * pfh, spread_mm=8.0)
+    pupil_x = side_geometry(rest.frame.to_mm(rest.points_px), s).upper_lid_at_pupil[0]
+    truth = 100.0 * float(occ.drop_at(pupil_x)) / pfh  # % closure
+    r = measure_photo(occ.image, rest=portraits["obama"], landmarker=landmarker)
+    closure = -r.value("palpebral_fissure_change", side)
+    other = r.value("palpebral_fissure_height", s.other.value) - rest.value("palpebral_fissure_height", s.other.value)
+    assert abs(other) <= 0.3
+    assert 0.85 * truth <= closure <= 1.15 * truth, (closure, truth)
+    assert r.mm_per_px == pytest.approx(rest.mm_per_px, rel=0.02)
+    raw = measure_photo(occ.image, rest=portraits["obama"], landmarker=landmarker, options=PhotoOptions(refine=False))
+    assert -raw.value("palpebral_fissure_change", side) < 0.8 * truth  # the model alone under-reports
+
+
 def test_lid_occlusion_phantom_moves_only_the_lid(portraits, baseline):
     from symmetry.landmarks import CONTOURS
     from symmetry.phantom import upper_lid_occlusion
