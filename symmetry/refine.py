@@ -269,7 +269,7 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     n = len(ids)
     # where the margin search found the lid (confident points), else the model: the gates' reference
     ref = model.copy() if searched is None else np.where(np.isfinite(searched).all(axis=1)[:, None], searched, model)
-    starts = [model, p0, p0 + 3.0 * (model - p0)] + ([ref] if searched is not None else [])
+    starts = [model, p0] + ([ref] if searched is not None else [p0 + 3.0 * (model - p0)])
 
     def track(shift: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         best = model.copy()
