@@ -135,7 +135,7 @@ _LID_TISSUE_WIN = 2.0
 #: Largest distance (iris diameters) of a tissue-tracked lid point from the model's position.
 _LID_TISSUE_DEPARTURE = 0.4
 #: Below this iris width (image px) the lid skin has too little texture to track: no tissue tracking.
-_MIN_TISSUE_IRIS_PX = 12.0
+_MIN_TISSUE_IRIS_PX = 10.0
 
 
 #: Lid-side template of the margin search (iris diameters): width, height beyond the margin, and

@@ -87,6 +87,18 @@ def test_halving_resolution_changes_mm_measures_by_under_5_percent(portraits, la
                 assert r.value(name, side) == pytest.approx(a.value(name, side), rel=0.05), (name, side)
 
 
+@pytest.mark.parametrize("dx, dy", [(2.0, 2.0), (3.0, 0.0), (0.5, 3.0)])
+def test_halving_both_photos_changes_the_commissure_movement_by_under_2_percent(dx, dy, portraits, landmarker, baseline):
+    from symmetry.phantom import commissure_shift
+
+    img, rest = portraits["obama"], baseline["obama"]
+    smile = commissure_shift(img, rest.points_px, rest.frame, Side.LEFT, dx, dy, sigma_mm=8.0).image
+    half = lambda a: cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # noqa: E731
+    full = measure_photo(smile, rest=img, landmarker=landmarker).value("commissure_movement", "left")
+    small = measure_photo(half(smile), rest=half(img), landmarker=landmarker).value("commissure_movement", "left")
+    assert small == pytest.approx(full, rel=0.02)
+
+
 def test_face_below_the_minimum_iris_size_is_refused_with_the_reason(portraits, landmarker):
     # the astronaut's iris is 8.6 px; halved it is 4.3 px, under the 6 px minimum
     half = cv2.resize(portraits["astronaut"], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
