@@ -16,7 +16,7 @@ setup: $(BIN)/symmetry
 
 # The web app on the bundled demo patient and cohort, in an SQLite database under
 # $(DEMO_HOME) (git-ignored by the .gitignore written into it). The photos are
-# measured once (about 0.5 s each, a few minutes); later runs start at once.
+# measured once (about 0.2 s each, a minute or two); later runs start at once.
 DEMO_HOME ?= .symmetry-demo
 DEMO_PORT ?= 8501
 
@@ -29,7 +29,7 @@ $(DEMO_HOME)/ingested.stamp: sample_media/manifest.csv | setup
 	@mkdir -p $(DEMO_HOME) && printf '*\n' > $(DEMO_HOME)/.gitignore
 	@if [ -f $@ ]; then echo "The demo media changed: measuring them again from scratch."; \
 		rm -rf $(DEMO_HOME)/symmetry.sqlite3* $(DEMO_HOME)/media $@; fi
-	@echo "Measuring the demo photos into $(DEMO_HOME)/ (first run only: $$(($$(wc -l < $<) - 1)) photos, a few minutes)..."
+	@echo "Measuring the demo photos into $(DEMO_HOME)/ (first run only: $$(($$(wc -l < $<) - 1)) photos, a minute or two)..."
 	@SYMMETRY_HOME=$(DEMO_HOME) $(BIN)/symmetry ingest $< --verbose; status=$$?; \
 	if [ $$status -eq 0 ]; then touch $@; \
 	elif [ $$status -eq 2 ]; then echo "Some photos were skipped (listed above); starting the app with the others."; \
