@@ -446,6 +446,14 @@ def _read_file(path: Path) -> bytes:
         raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
 
 
+def _read_unchanged(path: Path, sha256: str) -> bytes:
+    """The file's bytes, checked against the hash the client planned with (ImageReadError otherwise)."""
+    data = _read_file(path)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ImageReadError(path, "the file changed while the batch ran; run the batch again")
+    return data
+
+
 def _measure_visit(task: _VisitTask) -> list[_Outcome]:
     """Worker: measure a visit's files, rest photos first; failures become reasons, never exceptions."""
     from .ingest import REST, _decode, _measure, stripped_copy
@@ -473,10 +481,7 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
     elif task.rest_file is not None:
         name, sha, mirrored = task.rest_file
         try:
-            data = _read_file(Path(name))
-            if hashlib.sha256(data).hexdigest() != sha:
-                raise ImageReadError(Path(name), "the file changed while the batch ran; run the batch again")
-            rest, rest_key = (_decode(data, Path(name)), mirrored), _STORED_REST
+            rest, rest_key = (_decode(_read_unchanged(Path(name), sha), Path(name)), mirrored), _STORED_REST
         except InputError as exc:
             why = f"the visit's rest photo cannot be read again ({exc})"
             return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
@@ -484,9 +489,7 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
     for item in task.items:
         path = Path(item.path)
         try:
-            data = _read_file(path)
-            if hashlib.sha256(data).hexdigest() != item.sha256:
-                raise ImageReadError(path, "the file changed while the batch ran; run the batch again")
+            data = _read_unchanged(path, item.sha256)
             rgb = _decode(data, path)
             use_rest = rest if item.expression != REST else None
             measured = _measure(
@@ -957,7 +960,8 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
 
     # a few tasks per worker thread in flight: the cluster stays busy, and the client holds only
     # those tasks' stored rest photos and results in memory, however long the manifest
-    for _ in range(max(4, 3 * report.workers)):
+    limit = max(4, 3 * report.workers)
+    for _ in range(limit):
         submit_next()
     try:
         for future, result in results:
@@ -969,7 +973,7 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 outcomes = fail(job, _worker_failure(exc))
             future.release()
             settle(job, outcomes)
-            while queue and len(in_flight) < max(4, 3 * report.workers):
+            while queue and len(in_flight) < limit:
                 before = len(in_flight)
                 submit_next()
                 if len(in_flight) == before:

@@ -24,6 +24,7 @@ __all__ = [
     "Calibration",
     "iris_diameters_px",
     "iris_visible",
+    "require_iris_px",
     "calibrate_from_iris",
     "manual_calibration",
     "session_calibration",
@@ -98,7 +99,7 @@ def iris_diameters_px(points_px: np.ndarray) -> dict[Side, float]:
     return out
 
 
-def iris_visible(points_px: np.ndarray, min_open: float | None = None) -> dict[Side, bool]:
+def iris_visible(points_px: np.ndarray, min_open: float = _MIN_OPEN_FRACTION) -> dict[Side, bool]:
     """Whether each iris is open enough to measure: lid gap at the pupil >= ``min_open`` of the
     iris width (default 35%, enough to measure the iris's width)."""
     from .frame import pupil_frame
@@ -111,8 +112,23 @@ def iris_visible(points_px: np.ndarray, min_open: float | None = None) -> dict[S
     for side in (Side.RIGHT, Side.LEFT):
         g = side_geometry(pix, side)
         gap = float(g.upper_lid_at_pupil[1] - g.lower_lid_at_pupil[1])
-        out[side] = gap >= (_MIN_OPEN_FRACTION if min_open is None else min_open) * diam[side]
+        out[side] = gap >= min_open * diam[side]
     return out
+
+
+def require_iris_px(iris_px: float, source: str | None = None) -> None:
+    """Refuse a face whose iris is narrower than :data:`MIN_IRIS_PX` pixels (or not measurable).
+
+    Raises
+    ------
+    FaceTooSmallError
+    """
+    if not np.isfinite(iris_px) or iris_px < MIN_IRIS_PX:
+        raise FaceTooSmallError(
+            source,
+            f"face too small: iris is {iris_px:.1f} px wide, under the {MIN_IRIS_PX:.0f} px minimum; "
+            "use a closer or higher-resolution photo",
+        )
 
 
 def calibrate_from_iris(
@@ -149,12 +165,7 @@ def calibrate_from_iris(
         diam = {s: d for s, d in diam.items() if visible[s]}
     values = np.array(list(diam.values()))
     mean = float(values.mean())
-    if not np.isfinite(mean) or mean < MIN_IRIS_PX:
-        raise FaceTooSmallError(
-            source,
-            f"face too small: iris is {mean:.1f} px wide, under the {MIN_IRIS_PX:.0f} px minimum; "
-            "use a closer or higher-resolution photo",
-        )
+    require_iris_px(mean, source)
     mm_per_px = iris_mm / mean
     # Standard uncertainty of the mean of two readings: |d1 - d2| / 2, propagated to the scale.
     if len(values) == 2:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .landmarks import LM, Side
 
-__all__ = ["PupilFrame", "pupil_frame", "lateral_sign"]
+__all__ = ["PupilFrame", "pupil_frame", "pupil_axes", "lateral_sign"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,34 @@ class PupilFrame:
         return PupilFrame(self.origin_px, self.x_axis, self.up_axis, float(mm_per_px))
 
 
+def pupil_axes(points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pupil frame of many landmark arrays at once, image pixels.
+
+    Parameters
+    ----------
+    points_px : ndarray of shape (n, 478, 2+)
+
+    Returns
+    -------
+    origin, x_axis, up_axis : ndarray of shape (n, 2)
+        As :class:`PupilFrame`'s attributes; NaN rows where the iris centres
+        coincide or are missing.
+    """
+    pts = np.asarray(points_px, dtype=float)[..., :2]
+    right = pts[:, LM.RIGHT_IRIS_CENTER]
+    left = pts[:, LM.LEFT_IRIS_CENTER]
+    axis = left - right
+    norm = np.hypot(axis[:, 0], axis[:, 1])
+    ok = np.isfinite(norm) & (norm >= 1e-6)
+    x_axis = axis / np.where(ok, norm, np.nan)[:, None]
+    up = np.stack([x_axis[:, 1], -x_axis[:, 0]], axis=1)  # image y grows downward: "up" for an upright face
+    # Choose the perpendicular that points to the forehead, whatever the image handedness.
+    toward_forehead = pts[:, LM.FOREHEAD] - pts[:, LM.CHIN]
+    up *= np.where(np.einsum("ij,ij->i", toward_forehead, up) < 0, -1.0, 1.0)[:, None]
+    origin = np.where(ok[:, None], (left + right) / 2.0, np.nan)
+    return origin, x_axis, up
+
+
 def pupil_frame(points_px: np.ndarray, mm_per_px: float = 1.0) -> PupilFrame:
     """Build the pupil frame from a (478, 2+) landmark array in image pixels.
 
@@ -73,20 +101,9 @@ def pupil_frame(points_px: np.ndarray, mm_per_px: float = 1.0) -> PupilFrame:
     ValueError
         If the iris centres coincide (degenerate landmarks).
     """
-    pts = np.asarray(points_px, dtype=float)
-    right = pts[LM.RIGHT_IRIS_CENTER, :2]
-    left = pts[LM.LEFT_IRIS_CENTER, :2]
-    axis = left - right
-    norm = float(np.hypot(*axis))
-    if not np.isfinite(norm) or norm < 1e-6:
+    origin, x_axis, up = (a[0] for a in pupil_axes(np.asarray(points_px, dtype=float)[None]))
+    if not np.isfinite(origin).all():
         raise ValueError("`points_px`: iris centres coincide; cannot build the pupil frame")
-    x_axis = axis / norm
-    origin = (left + right) / 2.0
-    up = np.array([x_axis[1], -x_axis[0]])  # image y grows downward: this is "up" for an upright face
-    # Choose the perpendicular that points to the forehead, whatever the image handedness.
-    toward_forehead = pts[LM.FOREHEAD, :2] - pts[LM.CHIN, :2]
-    if float(toward_forehead @ up) < 0:
-        up = -up
     return PupilFrame(origin, x_axis, up, float(mm_per_px))
 
 

@@ -20,7 +20,6 @@ Conventions
 from __future__ import annotations
 
 import atexit
-import contextlib
 import enum
 import hashlib
 import threading
@@ -351,8 +350,7 @@ class Landmarker:
     def close(self) -> None:
         task = getattr(self, "_task", None)
         if task is not None:
-            lock = getattr(self, "_lock", None)
-            with lock if lock is not None else contextlib.nullcontext():  # not while a call runs
+            with self._lock:  # not while a call runs
                 task.close()
                 self._task = None
 

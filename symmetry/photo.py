@@ -21,15 +21,15 @@ from .calibration import (
     DEFAULT_IRIS_MM,
     Calibration,
     CLOSED_FRACTION,
-    MIN_IRIS_PX,
     calibrate_from_iris,
     iris_diameters_px,
     iris_visible,
     manual_calibration,
+    require_iris_px,
     session_calibration,
 )
 from .frame import PupilFrame, pupil_frame
-from .errors import FaceTooSmallError, IrisHiddenError
+from .errors import IrisHiddenError
 from .images import read_image
 from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions
 from .refine import similarity_fit, track_points
@@ -180,13 +180,6 @@ def _ipd_px(points_px: np.ndarray) -> float:
     return float(np.hypot(*(points_px[LM.LEFT_IRIS_CENTER, :2] - points_px[LM.RIGHT_IRIS_CENTER, :2])))
 
 
-def _canthal_px(points_px: np.ndarray) -> float:
-    """Mean of the inner and the outer intercanthal distances, pixels."""
-    inner = np.hypot(*(points_px[LM.LEFT_MEDIAL_CANTHUS, :2] - points_px[LM.RIGHT_MEDIAL_CANTHUS, :2]))
-    outer = np.hypot(*(points_px[LM.LEFT_LATERAL_CANTHUS, :2] - points_px[LM.RIGHT_LATERAL_CANTHUS, :2]))
-    return float(inner + outer) / 2.0
-
-
 def _session_scale(reference: Calibration, rest_points_px: np.ndarray, points_px: np.ndarray) -> Calibration:
     """The session's scale carried from the rest photo to this one.
 
@@ -237,12 +230,8 @@ def _prepare(
     if face.n_faces > 1:
         warnings.append(f"{face.n_faces} faces found; measured the largest")
     iris = [d for d in iris_diameters_px(points).values() if np.isfinite(d)]
-    if iris and max(iris) < MIN_IRIS_PX:  # whatever the scale: one pixel would be over 2 mm
-        raise FaceTooSmallError(
-            source,
-            f"face too small: iris is {np.mean(iris):.1f} px wide, under the {MIN_IRIS_PX:.0f} px minimum; "
-            "use a closer or higher-resolution photo",
-        )
+    if iris:  # whatever the scale: one pixel would be over 2 mm
+        require_iris_px(max(iris), source)
     if options.mm_per_px is not None:
         cal = manual_calibration(options.mm_per_px)
     elif session is not None:
@@ -348,7 +337,7 @@ def measure_photo(
         prep.points_px = tracked.points_px
         refined = tracked.refined_groups()
         # the frame follows the tracked irises; the scale follows the tracked inter-pupil distance
-        # (the canthi when an iris is hidden)
+        # (the nose and face outline when an eye is closed)
         if options.mm_per_px is None:
             prep.calibration = _session_scale(rest_prep.calibration, rest_prep.points_px, prep.points_px)
         prep.frame = pupil_frame(prep.points_px, prep.calibration.mm_per_px)

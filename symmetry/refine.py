@@ -124,15 +124,16 @@ _LID_CHAINS: tuple[tuple[int, ...], ...] = (_R.upper_lid, _R.lower_lid, _L.upper
 #: A lid margin has the crease, lashes and the iris edge within a few pixels of it: on a real smile
 #: clip, 0.2 let chained and direct tracking of the upper lids disagree by 4 mm (2 mm at 0.15).
 _LID_DEPARTURE = 0.15
-#: Largest disagreement (iris diameters) of a lid point's displacement with the displacement
-#: interpolated from its accepted neighbours along the margin.
+#: Largest disagreement (iris diameters) of a lid point's movement across the margin with a
+#: smooth bow between the canthi fitted through the other accepted points.
 _LID_KINK = 0.06
 #: ... plus, for an upper lid (which can close), this fraction of the larger of the two displacements.
 _LID_KINK_REL = 0.25
 #: Lid tissue tracking (for a lid sliding over the eye, which hides what is under it): a window
 #: this many times the margin window, moved off the margin onto the lid by half its size.
 _LID_TISSUE_WIN = 2.0
-#: Largest distance (iris diameters) of a tissue-tracked lid point from the model's position.
+#: Largest distance (iris diameters) of a tissue-tracked lid point from the model's position
+#: (from the margin search's, where that found the lid).
 _LID_TISSUE_DEPARTURE = 0.4
 #: Below this iris width (image px) the lid skin has too little texture to track: no tissue tracking.
 _MIN_TISSUE_IRIS_PX = 10.0
@@ -244,24 +245,30 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     """Track one lid margin (canthus to canthus), canvas pixels.
 
     Each inner point is tracked from several starts (the model's expression
-    position, no movement, and the model's movement tripled, since the model
-    under-reports one-sided lid movement); the start with the smallest
-    forward-backward error wins. A window centred on the margin follows a lid
-    that stretches; a lid that slides over the eye (ptosis, the narrowing of
-    synkinesis) hides what was under the margin, and there the centred window
-    locks onto the still eye. So the lid's own tissue is also tracked, through
-    a larger window moved onto the lid (``outward``: the canvas direction from
-    the margin into the lid), and wins where it matches better than the
-    centred window (LK patch error); not on faces whose iris is under
-    :data:`_MIN_TISSUE_IRIS_PX`, where the lid has no trackable texture.
+    position, no movement, and where the margin search found it (``searched``,
+    (n, 2), NaN where it did not), or else the model's movement tripled, since
+    the model under-reports one-sided lid movement); the start with the
+    smallest forward-backward error wins. A window centred on the margin
+    follows a lid that stretches; a lid that slides over the eye (ptosis, the
+    narrowing of synkinesis) hides what was under the margin, and there the
+    centred window locks onto the still eye. So the lid's own tissue is also
+    tracked, through a larger window moved onto the lid (``outward``: the
+    canvas direction from the margin into the lid), and wins where it matches
+    better than the centred window (LK patch error) or the centred window
+    failed; not on faces whose iris is under :data:`_MIN_TISSUE_IRIS_PX`,
+    where the lid has no trackable texture. Where both fail, the search's
+    answer stands if the model agrees with it (direction, size within 3x).
     Tracking fixes a margin's movement across the edge only; along the edge
     (the aperture problem) the model's movement is kept.
-    A point is kept when its forward-backward error is small,
-    it lies within :data:`_LID_DEPARTURE` of the model, and its displacement
-    agrees with its accepted neighbours' (a margin moves smoothly); rejected
-    inner points take the displacement interpolated along the margin from
-    the accepted ones (the canthi keep the model's). Returns positions, the
-    accepted mask and the forward-backward errors (canvas px) of the chain.
+    A point is kept when its forward-backward error is small, it lies within
+    :data:`_LID_DEPARTURE` of the model (of the search's answer where there
+    is one), and its movement across the margin agrees with a smooth bow
+    between the canthi through the other kept points (allowance
+    :data:`_LID_KINK` plus ``kink_rel`` of the movement). Rejected inner points
+    follow that bow (linear interpolation with fewer than three kept points);
+    with fewer than two kept points the model's margin stands. The canthi keep
+    the model's. Returns positions, the accepted mask and the forward-backward
+    errors (canvas px) of the chain.
     """
     ids = np.asarray(chain)
     p0 = rest_c[ids]
@@ -501,12 +508,12 @@ def track_points(
         ids = np.asarray(chain)
         searched = None
         if sign > 0:  # upper lids (a lower lid moves little, and on a real smile its skin bunches)
-            # how far each point may descend: to the lower lid below it at rest (a closed eye)
+            # how far each point may descend: to the lower lid below it at rest (a closed eye);
+            # u runs along the inter-pupil line, up_c across it
             lower = rest_c[np.asarray(_LID_CHAINS[k_chain + 1])]
-            across_x = np.array([up_c[1] * -1.0, up_c[0]])  # along the inter-pupil line, canvas
-            lx, ly = lower @ across_x, lower @ up_c
+            lx, ly = lower @ u, lower @ up_c
             order = np.argsort(lx)
-            gap = rest_c[ids] @ up_c - np.interp(rest_c[ids] @ across_x, lx[order], ly[order])
+            gap = rest_c[ids] @ up_c - np.interp(rest_c[ids] @ u, lx[order], ly[order])
             limit = np.maximum(gap, 0.0) + 0.05 * iris_up
             searched, score = _search_margin(rest_img, expr_img, rest_c[ids], sign * up_c, iris_up, _SEARCH_RANGE, limit)
             searched[~(score >= _SEARCH_MIN_NCC)] = np.nan

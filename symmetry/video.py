@@ -57,7 +57,7 @@ from .events import (
     segment,
     static_columns,
 )
-from .frame import pupil_frame
+from .frame import pupil_axes, pupil_frame
 from .landmarks import CONTOURS, LM, FaceLandmarks, Landmarker, LandmarkerOptions, RunningMode, Side
 from .measures import (
     MOVEMENT_MEASURES,
@@ -570,15 +570,9 @@ def _geometry(points: np.ndarray, chunk: int = 2048) -> np.ndarray:
     for a in range(0, n, chunk):
         block = np.full((min(chunk, n - a), 478, 2), np.nan)
         block[:, _POINT_INDEX] = points[a : a + chunk]
-        right, left = block[:, r.iris_center], block[:, l.iris_center]
-        axis = left - right
-        norm = np.hypot(axis[:, 0], axis[:, 1])
-        ok = np.isfinite(norm) & (norm >= 1e-6)
-        x_axis = axis / np.where(ok, norm, np.nan)[:, None]
-        up = np.stack([x_axis[:, 1], -x_axis[:, 0]], axis=1)  # as symmetry.frame.pupil_frame
-        forehead = block[:, LM.FOREHEAD] - block[:, LM.CHIN]
-        up *= np.where(np.einsum("ij,ij->i", forehead, up) < 0, -1.0, 1.0)[:, None]
-        d = block - ((left + right) / 2.0)[:, None, :]
+        origin, x_axis, up = pupil_axes(block)
+        ok = np.isfinite(origin).all(axis=1)
+        d = block - origin[:, None, :]
         in_frame = np.stack([np.einsum("nkj,nj->nk", d, x_axis), np.einsum("nkj,nj->nk", d, up)], axis=-1)
         static = static_measure_array(in_frame)  # (m, n_static, 2): name-major, right then left
         res = out[a : a + chunk]
