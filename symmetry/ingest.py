@@ -587,19 +587,27 @@ def _measure(
     )
 
 
+def _recording_fields(m: _Measured, rest_id: int | None, affected_side: str | None) -> dict[str, Any]:
+    """The recording columns a measurement sets (scale, pose, flags, provenance), by column name."""
+    return {
+        "mm_per_px": m.mm_per_px,
+        "mm_per_px_uncertainty": m.mm_per_px_uncertainty,
+        "scale_source": m.scale_source,
+        "head_yaw_deg": m.pose.get("yaw"),
+        "head_pitch_deg": m.pose.get("pitch"),
+        "head_roll_deg": m.pose.get("roll"),
+        "warnings": json.dumps(m.warnings),
+        "refined_points": json.dumps(m.refined),
+        "rest_recording_id": rest_id,
+        "measured_affected_side": affected_side,
+        "algorithm_version": ALGORITHM_VERSION,
+        "measured_at": dt.datetime.now(dt.timezone.utc),
+    }
+
+
 def _apply_measured(rec: Recording, m: _Measured, rest_id: int | None, affected_side: str | None) -> None:
-    rec.mm_per_px = m.mm_per_px
-    rec.mm_per_px_uncertainty = m.mm_per_px_uncertainty
-    rec.scale_source = m.scale_source
-    rec.head_yaw_deg = m.pose.get("yaw")
-    rec.head_pitch_deg = m.pose.get("pitch")
-    rec.head_roll_deg = m.pose.get("roll")
-    rec.warnings = json.dumps(m.warnings)
-    rec.refined_points = json.dumps(m.refined)
-    rec.rest_recording_id = rest_id
-    rec.measured_affected_side = affected_side
-    rec.algorithm_version = ALGORITHM_VERSION
-    rec.measured_at = dt.datetime.now(dt.timezone.utc)
+    for name, value in _recording_fields(m, rest_id, affected_side).items():
+        setattr(rec, name, value)
     rec.measurements = [
         Measurement(name=n, side=s, value=v, unit=u, algorithm_version=ALGORITHM_VERSION) for n, s, v, u in m.rows
     ]

@@ -321,3 +321,24 @@ def test_postgres_ingest_equals_sqlite_ingest(postgres_url, tmp_path, landmarker
     assert np.isfinite(export_frame(pg_store)["value"]).any()
     pg_store.close()
     lite.close()
+
+
+def test_postgres_batch_equals_sqlite_ingest(postgres_url, tmp_path, landmarker):
+    """``symmetry batch`` writes PostgreSQL with Core inserts (RETURNING): the same export as an ingest."""
+    from test_ingest import PATIENTS, VISITS, build_cohort
+
+    from symmetry.batch import local_client, run_batch
+    from symmetry.ingest import ingest_manifest
+
+    manifest = build_cohort(tmp_path / "photos", landmarker, patients=PATIENTS[1:], visits=VISITS[:2], bad_rows=False)
+    pg_store = open_store(postgres_url.render_as_string(hide_password=False), home=tmp_path / "pg")
+    lite = open_store(home=tmp_path / "lite")
+    with local_client(1) as client:
+        report = run_batch(pg_store, manifest, client=client)
+        assert (report.added, report.failed) == (4, [])
+        again = run_batch(pg_store, manifest, client=client)
+        assert (again.added, again.skipped, again.failed) == (0, 4, [])
+    ingest_manifest(lite, manifest, landmarker=landmarker)
+    pd.testing.assert_frame_equal(export_frame(pg_store, "P02"), export_frame(lite))
+    pg_store.close()
+    lite.close()
