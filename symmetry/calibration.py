@@ -24,6 +24,7 @@ __all__ = [
     "Calibration",
     "iris_diameters_px",
     "iris_visible",
+    "lid_gap_fraction",
     "require_iris_px",
     "calibrate_from_iris",
     "manual_calibration",
@@ -99,9 +100,9 @@ def iris_diameters_px(points_px: np.ndarray) -> dict[Side, float]:
     return out
 
 
-def iris_visible(points_px: np.ndarray, min_open: float = _MIN_OPEN_FRACTION) -> dict[Side, bool]:
-    """Whether each iris is open enough to measure: lid gap at the pupil >= ``min_open`` of the
-    iris width (default 35%, enough to measure the iris's width)."""
+def lid_gap_fraction(points_px: np.ndarray) -> dict[Side, float]:
+    """Lid gap at the pupil (upper to lower lid, across the inter-pupil line) per patient side,
+    as a fraction of that eye's horizontal iris width (unitless; about 0.8-1.0 for an open eye)."""
     from .frame import pupil_frame
     from .measures import side_geometry
 
@@ -111,9 +112,14 @@ def iris_visible(points_px: np.ndarray, min_open: float = _MIN_OPEN_FRACTION) ->
     out = {}
     for side in (Side.RIGHT, Side.LEFT):
         g = side_geometry(pix, side)
-        gap = float(g.upper_lid_at_pupil[1] - g.lower_lid_at_pupil[1])
-        out[side] = gap >= min_open * diam[side]
+        out[side] = float(g.upper_lid_at_pupil[1] - g.lower_lid_at_pupil[1]) / diam[side]
     return out
+
+
+def iris_visible(points_px: np.ndarray, min_open: float = _MIN_OPEN_FRACTION) -> dict[Side, bool]:
+    """Whether each iris is open enough to measure: lid gap at the pupil >= ``min_open`` of the
+    iris width (default 35%, enough to measure the iris's width)."""
+    return {side: gap >= min_open for side, gap in lid_gap_fraction(points_px).items()}
 
 
 def require_iris_px(iris_px: float, source: str | None = None) -> None:

@@ -43,3 +43,46 @@ def symmetry_home_env(home: Path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+_FACE_RECOGNITION = "face_recognition==1.3.0"
+
+
+@pytest.fixture(scope="session")
+def unseen_portraits() -> dict[str, np.ndarray]:
+    """Public-domain portraits nobody here made, from the ``face_recognition`` sdist on the package
+    registry (its tests/test_images; cached): ``biden``, ``obama2`` (head turned 15 deg), ``obama3``.
+    Skips when the registry cannot be reached."""
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    from symmetry.images import read_image
+
+    cache = Path(os.environ.get("SYMMETRY_TEST_CACHE", Path(tempfile.gettempdir()) / "symmetry-test-cache"))
+    cache = cache / "face_recognition-1.3.0"
+    names = ("biden", "obama2", "obama3")
+    paths = {n: cache / f"{n}.jpg" for n in names}
+    if not all(p.is_file() for p in paths.values()):
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                     "--disable-pip-version-check", "-q", "-d", tmp, _FACE_RECOGNITION],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                pytest.skip(f"cannot fetch {_FACE_RECOGNITION}: {exc}")
+            sdists = list(Path(tmp).glob("face_recognition-*.tar.gz"))
+            if proc.returncode != 0 or not sdists:
+                pytest.skip(f"cannot fetch {_FACE_RECOGNITION} from the registry: {proc.stderr.strip()[-200:]}")
+            with tarfile.open(sdists[0]) as tar:
+                for n, p in paths.items():
+                    member = tar.extractfile(f"face_recognition-1.3.0/tests/test_images/{n}.jpg")
+                    assert member is not None
+                    part = p.with_suffix(".part")
+                    part.write_bytes(member.read())
+                    part.rename(p)
+    return {n: read_image(p) for n, p in paths.items()}

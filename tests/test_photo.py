@@ -264,3 +264,28 @@ def test_lid_occlusion_phantom_moves_only_the_lid(portraits, baseline):
     assert occ.drop_at((x0 + x1) / 2) == pytest.approx(2.0)
     with pytest.raises(ValueError):
         upper_lid_occlusion(img, rest.points_px, rest.frame, Side.LEFT, 6.5)
+
+
+@pytest.mark.parametrize("face, least", [("biden", 0.85), ("obama2", 0.6), ("obama3", 0.85)])
+def test_unseen_faces_eye_closure_stays_on_its_side(face, least, unseen_portraits, landmarker):
+    """90% closure of the right eye on portraits nobody here made. A sliver of iris under the lid
+    once dragged the tracked pupil sideways (obama2: scale 15% off, the other eye's fissure 1.6 mm);
+    a hidden or straying pupil now keeps its rest position relative to the stable points."""
+    from symmetry.phantom import upper_lid_occlusion
+
+    img = unseen_portraits[face]
+    rest = measure_photo(img, landmarker=landmarker)
+    pfh = rest.value("palpebral_fissure_height", "right")
+    occ = upper_lid_occlusion(img, rest.points_px, rest.frame, Side.RIGHT, 0.9 * pfh, spread_mm=8.0)
+    r = measure_photo(occ.image, rest=img, landmarker=landmarker)
+    assert r.mm_per_px == pytest.approx(rest.mm_per_px, rel=0.02)
+    other = r.value("palpebral_fissure_height", "left") - rest.value("palpebral_fissure_height", "left")
+    assert abs(other) <= 0.3
+    # the closure itself: issue 3's 85% on the frontal faces; obama2's head is turned 15 deg and its
+    # lid recovers about two thirds (a known limit, not a target met)
+    from symmetry.measures import side_geometry
+
+    pupil_x = side_geometry(rest.frame.to_mm(rest.points_px), Side.RIGHT).upper_lid_at_pupil[0]
+    truth = 100.0 * float(occ.drop_at(pupil_x)) / pfh
+    closure = -r.value("palpebral_fissure_change", "right")
+    assert least * truth <= closure <= 1.15 * truth, (closure, truth)
