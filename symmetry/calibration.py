@@ -265,6 +265,10 @@ _RADIAL_STEP_PX = 0.1
 _SIGMA_FRAC = 0.06
 #: A ray's step must be at least this fraction of the median step of its side's rays.
 _MIN_STRENGTH_FRAC = 0.35
+#: Edge points nearer the model's lid contours than this fraction of the iris radius are dropped.
+LID_MARGIN = 0.0
+#: Half-width of the derivative window the edge's centroid is taken over, fraction of the radius (>= 1.5 px).
+_CENTROID_FRAC = 0.12
 #: Fewest accepted rays on each side (medial, lateral) for a fit.
 _MIN_RAYS = 3
 #: A fit over this relative distance from the model's diameter is rejected.
@@ -326,34 +330,40 @@ class IrisFit:
     edge_points_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
-def _fit_circle(xy: np.ndarray, x0: np.ndarray, f_scale: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Geometric circle fit (robust ``soft_l1`` loss of scale ``f_scale`` px, or plain least
-    squares for ``None``). Returns ``(cx, cy, r)``, the residuals (px) and the parameter covariance."""
+def _fit_circle(uv: np.ndarray, x0: np.ndarray, f_scale: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Circle through edge points ``uv`` (eye-axis coordinates, px, the model's iris centre at
+    the origin) with its centre on the axis (``v = 0``): the lids leave only short arcs either
+    side, too short to give the curvature, so the centre height is the model's and the fit
+    gives the horizontal centre and the radius. Robust ``soft_l1`` loss of scale ``f_scale``
+    px, or plain least squares for ``None``. Returns ``(u0, r)``, the residuals (px) and the
+    parameter covariance."""
     from scipy.optimize import least_squares
 
     def res(p: np.ndarray) -> np.ndarray:
-        return np.hypot(xy[:, 0] - p[0], xy[:, 1] - p[1]) - p[2]
+        return np.hypot(uv[:, 0] - p[0], uv[:, 1]) - p[1]
 
     sol = least_squares(res, x0, loss="linear" if f_scale is None else "soft_l1", f_scale=f_scale or 1.0)
     r = res(sol.x)
     j = sol.jac
     try:
-        cov = np.linalg.inv(j.T @ j) * float(np.sum(r**2) / max(len(xy) - 3, 1))
+        cov = np.linalg.inv(j.T @ j) * float(np.sum(r**2) / max(len(uv) - 2, 1))
     except np.linalg.LinAlgError:
-        cov = np.full((3, 3), np.inf)
+        cov = np.full((2, 2), np.inf)
     return sol.x, r, cov
 
 
 def _edges_on_rays(gray: np.ndarray, centre: np.ndarray, dirs: np.ndarray, r_model: float) -> tuple[np.ndarray, np.ndarray]:
     """The steepest dark-to-bright step along each ray from ``centre`` (pixel-centred px).
 
-    Returns the sub-pixel edge radius (px; NaN when the step is not positive or at
-    the end of the 0.7-1.3x ``r_model`` band) and the step's strength (grey levels/px).
+    Returns the sub-pixel edge radius (px; the centroid of the positive radial derivative
+    around its peak; NaN when the step is not positive or the peak is at the end of the
+    0.7-1.3x ``r_model`` band) and the step's strength (grey levels/px).
     """
     import cv2
 
     lo, hi = _BAND
-    radii = np.arange(lo * r_model - 1.0, hi * r_model + 1.0, _RADIAL_STEP_PX)
+    pad = max(1.5, _CENTROID_FRAC * r_model) + 0.5
+    radii = np.arange(lo * r_model - pad, hi * r_model + pad, _RADIAL_STEP_PX)
     pts = centre + radii[None, :, None] * dirs[:, None, :]
     prof = cv2.remap(gray, pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32),
                      interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(float)
@@ -361,16 +371,22 @@ def _edges_on_rays(gray: np.ndarray, centre: np.ndarray, dirs: np.ndarray, r_mod
     idx = np.flatnonzero((radii >= lo * r_model) & (radii <= hi * r_model))
     k = idx[np.argmax(deriv[:, idx], axis=1)]
     rows = np.arange(len(dirs))
-    ym, y0, yp = deriv[rows, k - 1], deriv[rows, k], deriv[rows, k + 1]
+    y0 = deriv[rows, k]
     ok = (y0 > 0) & (k > idx[0]) & (k < idx[-1])
-    den = ym - 2 * y0 + yp
-    off = np.where(den < 0, 0.5 * (ym - yp) / np.where(den < 0, den, -1.0), 0.0)  # parabola vertex
-    rho = radii[k] + np.clip(off, -1.0, 1.0) * _RADIAL_STEP_PX
+    # sub-pixel: centroid of the positive derivative within +-half of the step's width around the
+    # peak (a derivative-peak parabola is pixel-locked on a sharp edge: up to 0.3 px here)
+    half = int(round(max(1.5, _CENTROID_FRAC * r_model) / _RADIAL_STEP_PX))
+    win = np.clip(k[:, None] + np.arange(-half, half + 1)[None, :], 0, len(radii) - 1)
+    g = np.maximum(np.take_along_axis(deriv, win, axis=1), 0.0)
+    rho = (g * radii[win]).sum(axis=1) / np.maximum(g.sum(axis=1), 1e-12)
     return np.where(ok, rho, np.nan), np.where(ok, y0, 0.0)
 
 
-def _lid_aperture(points_px: np.ndarray, side: Side, axis: np.ndarray, up: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Whether points ``q`` (px) lie between the model's upper and lower lid contours of ``side``."""
+def _lid_aperture(
+    points_px: np.ndarray, side: Side, axis: np.ndarray, up: np.ndarray, q: np.ndarray, margin: float
+) -> np.ndarray:
+    """Whether points ``q`` (px) lie at least ``margin`` px inside the model's upper and lower lid
+    contours of ``side``."""
     c = CONTOURS[side]
     centre = points_px[c.iris_center, :2]
     u, v = (q - centre) @ axis, (q - centre) @ up
@@ -381,7 +397,7 @@ def _lid_aperture(points_px: np.ndarray, side: Side, axis: np.ndarray, up: np.nd
         o = np.argsort(lu)
         return np.interp(u, lu[o], lv[o])
 
-    return (v <= lid_v(c.upper_lid)) & (v >= lid_v(c.lower_lid))
+    return (v <= lid_v(c.upper_lid) - margin) & (v >= lid_v(c.lower_lid) + margin)
 
 
 def fit_iris_edges(
@@ -397,11 +413,12 @@ def fit_iris_edges(
     sides; along each, the luminance (Gaussian-smoothed by 6% of the iris
     radius, at least 0.5 px, and sampled bicubically every 0.1 px, so small
     irises need no upsampling) has its steepest dark-to-bright step within
-    0.7-1.3x the model's radius, refined by a parabola through the derivative
-    peak. Dropped: rays with no or a weak step (under 35% of the side's median),
+    0.7-1.3x the model's radius, located to sub-pixel as the centroid of the
+    positive derivative around its peak. Dropped: rays with no or a weak step (under 35% of the side's median),
     and edge points outside the model's lid contours (the ray met a lid, not
-    the sclera). A robust circle fit (``soft_l1``, then least squares on the
-    points within 3 robust sigma) gives the centre and the diameter (px).
+    the sclera). A robust fit of a circle centred on the horizontal line through
+    the model's centre (``soft_l1``, then least squares on the points within 3
+    robust sigma) gives the horizontal centre and the diameter (px).
 
     A fit is ``accepted`` with at least 3 rays left on each side, a diameter
     within 20% of the model's, a centre within 0.35 model radii of the model's
@@ -460,32 +477,33 @@ def fit_iris_edges(
             ref = np.median(strength[strength > 0]) if (strength > 0).any() else 0.0
             keep = np.isfinite(rho) & (strength >= _MIN_STRENGTH_FRAC * ref)
             q = dirs[keep] * rho[keep, None] + local
-            arcs.append(q[_lid_aperture(pts, side, axis, up, q + to_abs)])
+            arcs.append(q[_lid_aperture(pts, side, axis, up, q + to_abs, LID_MARGIN * r_model)])
         xy = np.concatenate(arcs)
         arc = np.r_[np.zeros(len(arcs[0]), int), np.ones(len(arcs[1]), int)]
         if min(len(a) for a in arcs) < _MIN_RAYS:
             out[side] = fail("too_few_rays", len(arcs[0]), len(arcs[1]), xy + to_abs)
             continue
-        p, res, _ = _fit_circle(xy, np.r_[local, r_model], f_scale=max(0.2, 0.03 * r_model))
+        uv = np.stack([(xy - local) @ lateral, (xy - local) @ up], axis=1)  # u lateral, v up
+        p, res, _ = _fit_circle(uv, np.array([0.0, r_model]), f_scale=max(0.2, 0.03 * r_model))
         mad = 1.4826 * np.median(np.abs(res - np.median(res)))
         inl = np.abs(res) <= max(3.0 * mad, 0.25, 0.03 * r_model)
         n_m, n_l = int((inl & (arc == 0)).sum()), int((inl & (arc == 1)).sum())
         if min(n_m, n_l) < _MIN_RAYS:
             out[side] = fail("too_few_rays", n_m, n_l, xy[inl] + to_abs)
             continue
-        p, res, cov = _fit_circle(xy[inl], p, f_scale=None)
-        diam = 2.0 * float(p[2])
-        se = 2.0 * float(np.sqrt(max(cov[2, 2], 0.0)))
+        p, res, cov = _fit_circle(uv[inl], p, f_scale=None)
+        diam = 2.0 * float(p[1])
+        se = 2.0 * float(np.sqrt(max(cov[1, 1], 0.0)))
         rms = float(np.sqrt(np.mean(res**2)))
         reason = ""
         if not np.isfinite(diam) or abs(diam / d_model - 1.0) > _MAX_MODEL_DEV:
             reason = "model_disagreement"
-        elif float(np.hypot(*(p[:2] - local))) > _MAX_CENTRE_OFF * r_model:
+        elif abs(float(p[0])) > _MAX_CENTRE_OFF * r_model:
             reason = "centre_off"
         elif rms > max(0.5, 0.08 * r_model):
             reason = "poor_fit"
-        ctr = p[:2] + to_abs
-        out[side] = IrisFit(side, diam, d_model, ctr, ctr - lateral * p[2], ctr + lateral * p[2], se, rms,
+        ctr = local + lateral * p[0] + to_abs
+        out[side] = IrisFit(side, diam, d_model, ctr, ctr - lateral * p[1], ctr + lateral * p[1], se, rms,
                             n_m, n_l, len(angles), reason == "", reason, xy[inl] + to_abs)
     return out
 
