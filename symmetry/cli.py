@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--mirrored", action="store_true", help="photos are mirrored (selfie camera): swap side labels")
     m.add_argument("--mm-per-px", type=positive_float, metavar="X", help="manual scale, mm per pixel")
     m.add_argument("--iris-mm", type=positive_float, default=None, metavar="MM", help="horizontal iris diameter, mm (default 11.77)")
+    m.add_argument("--iris-fit", action="store_true",
+                   help="photos: read the iris diameters from an image fit of the iris edge instead of the "
+                        "model's iris points (falls back to the model when the edge is unclear)")
     m.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
     m.add_argument("--annotate", metavar="OUT", help="write the annotated photo (PNG/JPEG); with several photos, the photo name is appended")
     m.add_argument("--model", metavar="TASK", help="another face_landmarker.task model file")
@@ -80,7 +83,8 @@ def _print_table(result: "PhotoResult", out: TextIO) -> None:  # type: ignore[na
     from .measures import MOVEMENT_MEASURES, STATIC_MEASURES, UNITS
 
     print(f"{result.source}  expression={result.expression or '-'}  "
-          f"scale={result.mm_per_px:.4f} mm/px ({result.calibration.source.value})", file=out)
+          f"scale={result.mm_per_px:.4f} mm/px ({result.calibration.source.value}"
+          f"{', iris ' + result.calibration.iris_method if result.calibration.iris_method else ''})", file=out)
     pose = result.head_pose_deg
     print(f"head pose: yaw {pose['yaw']:.1f}  pitch {pose['pitch']:.1f}  roll {pose['roll']:.1f} deg", file=out)
     print(f"  {'measure':<28}{'right':>9}{'left':>9}{'|L-R|':>9}{'ratio':>8}  unit", file=out)
@@ -115,6 +119,7 @@ def _measure(args: argparse.Namespace) -> int:
         mirrored=args.mirrored,
         mm_per_px=args.mm_per_px,
         iris_mm=args.iris_mm or DEFAULT_IRIS_MM,
+        iris_fit=args.iris_fit,
     )
     results = []
     status = EXIT_OK

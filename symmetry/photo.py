@@ -68,6 +68,12 @@ class PhotoOptions:
     refine : bool
         With a rest photo, track the measured points from the rest photo into
         this one (image evidence) instead of trusting the model's positions.
+    iris_fit : bool
+        Read the iris diameters from an image fit of the limbus
+        (:func:`symmetry.calibration.fit_iris_edges`) instead of the model's
+        iris contour points, falling back to the model when the fit is rejected
+        (flag ``iris_edge_fallback``). Off by default: on real photos and video
+        it is less repeatable than the averaged model (``benchmarks/iris.py``).
     """
 
     expression: str | None = None
@@ -77,6 +83,7 @@ class PhotoOptions:
     iris_mm: float = DEFAULT_IRIS_MM
     average: bool = True
     refine: bool = True
+    iris_fit: bool = False
 
     def __post_init__(self) -> None:
         if self.affected_side is not None and self.affected_side not in ("left", "right"):
@@ -145,6 +152,7 @@ class PhotoResult:
             "mm_per_px": self.calibration.mm_per_px,
             "mm_per_px_uncertainty": self.calibration.mm_per_px_uncertainty,
             "scale_source": self.calibration.source.value,
+            "iris_method": self.calibration.iris_method,
             "head_pose_deg": {k: round(v, 2) for k, v in self.face.head_pose_deg.items()},
             "mirrored": self.mirrored,
             "affected_side": self.affected_side,
@@ -237,11 +245,14 @@ def _prepare(
     elif session is not None:
         cal = _session_scale(session[0], session[1], points)
     else:
-        cal = calibrate_from_iris(points, iris_mm=options.iris_mm, source=source)
+        cal = calibrate_from_iris(points, iris_mm=options.iris_mm, source=source, rgb=rgb,
+                                  method="edge" if options.iris_fit else "model")
     if "one_iris_hidden" in cal.flags:
         warnings.append("one eye is closed: scale from the other iris only")
     if "iris_mismatch" in cal.flags:
         warnings.append("the two irises differ by over 10% in width: scale is uncertain (iris occluded?)")
+    if "iris_edge_fallback" in cal.flags:
+        warnings.append("iris edge fit rejected (edge hidden or unclear): scale from the model's iris points")
     pose = face.head_pose_deg
     if abs(pose.get("yaw", 0.0)) > YAW_LIMIT_DEG:
         warnings.append(f"head yaw {pose['yaw']:.0f} deg exceeds {YAW_LIMIT_DEG:.0f} deg: frontal measures unreliable")
@@ -265,7 +276,7 @@ def _prepare_rest(
     rgb, source = _load(image)
     digest = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16).hexdigest()
     model = str(landmarker.options.model_path)
-    key = (digest, rgb.shape, model, options.average, options.mm_per_px, options.iris_mm)
+    key = (digest, rgb.shape, model, options.average, options.mm_per_px, options.iris_mm, options.iris_fit)
     with _REST_CACHE_LOCK:
         hit = _REST_CACHE.get(key)
         if hit is not None:

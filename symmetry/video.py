@@ -838,7 +838,8 @@ def _scale(raw: pd.DataFrame, mask: np.ndarray, options: VideoOptions, source: s
     diam_r, diam_l = float(np.nanmedian(iris_r[mask])), float(np.nanmedian(iris_l[mask]))
     mean = (diam_r + diam_l) / 2.0
     if options.mm_per_px is not None:
-        cal = Calibration(options.mm_per_px, 0.0, ScaleSource.MANUAL, {"right": diam_r, "left": diam_l}, options.iris_mm)
+        cal = Calibration(options.mm_per_px, 0.0, ScaleSource.MANUAL, {"right": diam_r, "left": diam_l}, options.iris_mm,
+                          iris_method=None)
     else:
         if not (math.isfinite(mean) and mean >= MIN_IRIS_PX):
             raise FaceTooSmallError(
