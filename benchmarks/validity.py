@@ -137,7 +137,7 @@ def main() -> None:
     from symmetry.errors import SymmetryError
     from symmetry.images import read_image
     from symmetry.landmarks import Landmarker, Side
-    from symmetry.measures import STATIC_MEASURES, side_geometry
+    from symmetry.measures import STATIC_MEASURES, UNITS, side_geometry
     from symmetry.phantom import commissure_shift, upper_lid_drop, upper_lid_occlusion
     from symmetry.photo import PhotoOptions, measure_photo
 
@@ -150,7 +150,7 @@ def main() -> None:
     drops = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 1.5)
     occlusions = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 2.0)
 
-    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "mirror", "scale", "rescale_rel", "half_comm", "half_lid")} for m in modes}
+    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "mirror", "scale", "rescale_rel", "rescale_abs", "half_comm", "half_lid")} for m in modes}
     folds = 0
     t0 = time.perf_counter()
     with Landmarker() as lm:
@@ -224,6 +224,11 @@ def main() -> None:
                     except SymmetryError:
                         continue
                     rec[mode]["scale"].append(100 * abs(rs.mm_per_px * f / base.mm_per_px - 1))
+                    rec[mode]["rescale_abs"].append(max(
+                        abs(rs.value(n, sd) - base.value(n, sd))
+                        for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
+                        if np.isfinite(base.value(n, sd)) and UNITS.get(n) == "mm"
+                    ))
                     rec[mode]["rescale_rel"].append(100 * max(
                         abs(rs.value(n, sd) / base.value(n, sd) - 1)
                         for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
@@ -243,6 +248,7 @@ def main() -> None:
         ("mirror consistency, max |diff| (mm)", "mirror"),
         ("scale consistency 0.5x/0.75x (%)", "scale"),
         ("static measures 0.5x/0.75x, max rel change (%)", "rescale_rel"),
+        ("static mm measures 0.5x/0.75x, max |change| (mm)", "rescale_abs"),
         ("commissure movement, both photos at 0.5x, change (%)", "half_comm"),
         ("eyelid fissure change, both photos at 0.5x, change (%)", "half_lid"),
     ]
