@@ -137,11 +137,6 @@ _LID_TISSUE_WIN = 2.0
 _LID_TISSUE_DEPARTURE = 0.4
 #: Below this iris width (image px) the lid skin has too little texture to track: no tissue tracking.
 _MIN_TISSUE_IRIS_PX = 10.0
-#: An eye whose lid gap (at its rest pupil position) is under this fraction of its iris width, or
-#: under this fraction of its gap at rest, hides too much iris to track: its pupil keeps its rest
-#: position (the first is the calibration's "open enough" bound).
-_IRIS_TRACK_MIN_OPEN = 0.35
-_IRIS_TRACK_MIN_KEPT = 0.5
 #: Largest change of the inter-pupil distance against the stable points' (relative) that tracking
 #: may report; on a real smile clip it changed by up to 3%.
 _IRIS_TRACK_MAX_IPD_CHANGE = 0.05
@@ -531,21 +526,22 @@ def track_points(
         out[inner, :2] = from_canvas_expr(pts[1:-1])
         refined[inner] = ok[1:-1]
         fb_err[inner] = fb[1:-1]
-    # An eye mostly closed in the expression hides its iris: neither the model nor tracking can see
+    # An eye closed in the expression hides its iris: neither the model nor tracking can see
     # where it is (a sliver of iris under a lowered lid drags the tracked pupil sideways), so it stays
     # where it was at rest relative to the stable points: the frame's origin and axis, the session
     # scale and the pupil's x where the lids are measured do not wander with a guess. The lid gap is
     # judged at that rest position, not at the guessed pupil.
-    from .calibration import lid_gap_fraction
+    from .calibration import CLOSED_FRACTION, lid_gap_fraction
 
     iris_ids = {side: np.array([c.iris_center, c.iris_medial, c.iris_lateral, c.iris_top, c.iris_bottom])
                 for side, c in CONTOURS.items()}
     at_rest = out.copy()
     for ids in iris_ids.values():
         at_rest[ids, :2] = from_canvas_expr(rest_c[ids])
-    gap_rest = lid_gap_fraction(rest_pts)
-    hidden = [side for side, gap in lid_gap_fraction(at_rest).items()
-              if not gap >= max(_IRIS_TRACK_MIN_OPEN, _IRIS_TRACK_MIN_KEPT * gap_rest[side])]
+    # closed: the lid gap at the rest pupil position under 15% of the iris (not judged at the
+    # tracked pupil, which may be the guess). A narrowed eye keeps its tracked pupil: some faces
+    # open their eyes only 40% of the iris at rest, and a smile narrows them further.
+    hidden = [side for side, gap in lid_gap_fraction(at_rest).items() if not gap >= CLOSED_FRACTION]
     # Pupils that changed their distance apart by more than a smile or a gaze shift can (the stable
     # points carry the face's scale): the one that strayed further from its rest position is a guess.
     centre = {side: int(c.iris_center) for side, c in CONTOURS.items()}
