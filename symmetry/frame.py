@@ -22,7 +22,7 @@ import numpy as np
 
 from .landmarks import LM, Side
 
-__all__ = ["PupilFrame", "pupil_frame", "pupil_axes", "lateral_sign"]
+__all__ = ["PupilFrame", "pupil_frame", "pupil_axes", "inter_pupil_px", "lateral_sign"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,12 @@ class PupilFrame:
 
     def with_scale(self, mm_per_px: float) -> "PupilFrame":
         return PupilFrame(self.origin_px, self.x_axis, self.up_axis, float(mm_per_px))
+
+
+def inter_pupil_px(points_px: np.ndarray) -> float:
+    """Distance between the two iris centres, image pixels."""
+    pts = np.asarray(points_px)
+    return float(np.hypot(*(pts[LM.LEFT_IRIS_CENTER, :2] - pts[LM.RIGHT_IRIS_CENTER, :2])))
 
 
 def pupil_axes(points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,10 +28,10 @@ from .calibration import (
     require_iris_px,
     session_calibration,
 )
-from .frame import PupilFrame, pupil_frame
+from .frame import PupilFrame, inter_pupil_px, pupil_frame
 from .errors import IrisHiddenError
 from .images import read_image
-from .landmarks import LM, FaceLandmarks, Landmarker, LandmarkerOptions
+from .landmarks import FaceLandmarks, Landmarker, LandmarkerOptions
 from .refine import similarity_fit, track_points
 from .measures import Measure, asymmetry_measures, movement_measures, static_measures, value_of
 
@@ -184,10 +184,6 @@ def _load(image: ImageInput) -> tuple[np.ndarray, str]:
     return read_image(image), str(image)
 
 
-def _ipd_px(points_px: np.ndarray) -> float:
-    return float(np.hypot(*(points_px[LM.LEFT_IRIS_CENTER, :2] - points_px[LM.RIGHT_IRIS_CENTER, :2])))
-
-
 def _session_scale(reference: Calibration, rest_points_px: np.ndarray, points_px: np.ndarray) -> Calibration:
     """The session's scale carried from the rest photo to this one.
 
@@ -197,7 +193,7 @@ def _session_scale(reference: Calibration, rest_points_px: np.ndarray, points_px
     outline carry it.
     """
     if all(iris_visible(points_px, CLOSED_FRACTION).values()):
-        return session_calibration(reference, _ipd_px(rest_points_px), _ipd_px(points_px))
+        return session_calibration(reference, inter_pupil_px(rest_points_px), inter_pupil_px(points_px))
     # the scale between the two photos of the points that eye closure does not move (nose, forehead)
     sim = similarity_fit(rest_points_px[list(_NOT_EYE)], points_px[list(_NOT_EYE)])
     return session_calibration(reference, 1.0, float(np.sqrt(abs(np.linalg.det(sim[:, :2])))))

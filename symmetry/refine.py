@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .frame import inter_pupil_px
 from .landmarks import CONTOURS, Side
 
 __all__ = ["REFINED_POINTS", "RefineOptions", "RefineResult", "similarity_fit", "track_points"]
@@ -545,11 +546,7 @@ def track_points(
     # Pupils that changed their distance apart by more than a smile or a gaze shift can (the stable
     # points carry the face's scale): the one that strayed further from its rest position is a guess.
     centre = {side: int(c.iris_center) for side, c in CONTOURS.items()}
-
-    def ipd(p: np.ndarray) -> float:
-        return float(np.hypot(*(p[centre[Side.LEFT], :2] - p[centre[Side.RIGHT], :2])))
-
-    if not hidden and abs(ipd(out) / max(ipd(at_rest), 1e-9) - 1.0) > _IRIS_TRACK_MAX_IPD_CHANGE:
+    if not hidden and abs(inter_pupil_px(out) / max(inter_pupil_px(at_rest), 1e-9) - 1.0) > _IRIS_TRACK_MAX_IPD_CHANGE:
         hidden = [max(centre, key=lambda side: float(np.hypot(*(out[centre[side], :2] - at_rest[centre[side], :2]))))]
     for side in hidden:
         out[iris_ids[side], :2] = at_rest[iris_ids[side], :2]

@@ -57,7 +57,7 @@ from .events import (
     segment,
     static_columns,
 )
-from .frame import pupil_axes, pupil_frame
+from .frame import inter_pupil_px, pupil_axes, pupil_frame
 from .landmarks import CONTOURS, LM, FaceLandmarks, Landmarker, LandmarkerOptions, RunningMode, Side
 from .measures import (
     MOVEMENT_MEASURES,
@@ -996,10 +996,6 @@ def _frames_at(info: VideoInfo, times: Sequence[float]) -> Iterator[tuple[float,
             yield target, cached[1]
 
 
-def _ipd_px(points_px: np.ndarray) -> float:
-    return float(np.hypot(*(points_px[LM.LEFT_IRIS_CENTER, :2] - points_px[LM.RIGHT_IRIS_CENTER, :2])))
-
-
 def _icd_px(points_px: np.ndarray) -> float:
     return float(np.hypot(*(points_px[_INNER_CANTHI[1], :2] - points_px[_INNER_CANTHI[0], :2])))
 
@@ -1372,7 +1368,7 @@ class VideoAnalyser:
             tracked = track_points(rest_rgb, rest.points_px, rgb, pts)
             pts = tracked.points_px
             refined = tracked.refined_groups()
-        cal = session_calibration(rest.calibration, _ipd_px(rest.points_px), _ipd_px(pts))
+        cal = session_calibration(rest.calibration, inter_pupil_px(rest.points_px), inter_pupil_px(pts))
         frame = pupil_frame(pts, cal.mm_per_px)
         mm = frame.to_mm(pts)
         measures = static_measures(mm) + movement_measures(rest.frame.to_mm(rest.points_px), mm)
@@ -1416,7 +1412,7 @@ def _several_faces(series: FrameSeries, lm: Landmarker) -> list[str]:
             pts = series.points_px[by_time[t]]
             mid = (pts[ir] + pts[il]) / 2.0
             big = (face.points_px[LM.RIGHT_IRIS_CENTER, :2] + face.points_px[LM.LEFT_IRIS_CENTER, :2]) / 2.0
-            if float(np.hypot(*(mid - big))) > 0.5 * max(_ipd_px(face.points_px), 1.0):
+            if float(np.hypot(*(mid - big))) > 0.5 * max(inter_pupil_px(face.points_px), 1.0):
                 other += 1
     if not several:
         return []
