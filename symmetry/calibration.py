@@ -272,7 +272,7 @@ _SIGMA_FRAC = 0.06
 #: A ray's step must be at least this fraction of the median step of its side's rays.
 _MIN_STRENGTH_FRAC = 0.35
 #: Edge points nearer the model's lid contours than this fraction of the iris radius are dropped.
-LID_MARGIN = 0.0
+_LID_MARGIN = 0.0
 #: Half-width of the derivative window the edge's centroid is taken over, fraction of the radius (>= 1.5 px).
 _CENTROID_FRAC = 0.12
 #: Fewest accepted rays on each side (medial, lateral) for a fit.
@@ -440,21 +440,21 @@ def fit_iris_edges(
     """
     import cv2
 
+    from .frame import pupil_frame
+
     pts = np.asarray(points_px, dtype=float)
     img = np.asarray(rgb)
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     h, w = gray.shape[:2]
-    axis = pts[CONTOURS[Side.LEFT].iris_center, :2] - pts[CONTOURS[Side.RIGHT].iris_center, :2]
-    axis = axis / max(float(np.hypot(*axis)), 1e-9)
-    up = np.array([axis[1], -axis[0]])
-    if up @ (pts[10, :2] - pts[152, :2]) < 0:  # toward the forehead (landmarks 10, 152), as the pupil frame
-        up = -up
+    frame = pupil_frame(pts, 1.0)
+    axis, up = frame.x_axis, frame.up_axis  # along the inter-pupil line, and toward the forehead
+    model_diameters = iris_diameters_px(pts)
     angles = np.radians(np.arange(-_RAY_HALF_ANGLE_DEG, _RAY_HALF_ANGLE_DEG + 1e-9, _RAY_STEP_DEG))
     rot = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     out: dict[Side, IrisFit] = {}
     for side in sides:
         c = CONTOURS[side]
-        d_model = float(np.hypot(*(pts[c.iris_lateral, :2] - pts[c.iris_medial, :2])))
+        d_model = model_diameters[side]
         r_model = d_model / 2.0
         lateral = axis if side is Side.LEFT else -axis
         nan2 = np.full(2, np.nan)
@@ -483,7 +483,7 @@ def fit_iris_edges(
             ref = np.median(strength[strength > 0]) if (strength > 0).any() else 0.0
             keep = np.isfinite(rho) & (strength >= _MIN_STRENGTH_FRAC * ref)
             q = dirs[keep] * rho[keep, None] + local
-            arcs.append(q[_lid_aperture(pts, side, axis, up, q + to_abs, LID_MARGIN * r_model)])
+            arcs.append(q[_lid_aperture(pts, side, axis, up, q + to_abs, _LID_MARGIN * r_model)])
         xy = np.concatenate(arcs)
         arc = np.r_[np.zeros(len(arcs[0]), int), np.ones(len(arcs[1]), int)]
         if min(len(a) for a in arcs) < _MIN_RAYS:
