@@ -151,6 +151,8 @@ def main() -> None:
     occlusions = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 2.0)
 
     rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "mirror", "scale", "rescale_rel", "rescale_abs", "half_comm", "half_lid")} for m in modes}
+    #: the static measures compared between copies of a photo (per side; the smile angle has no scale)
+    static = [(n, sd) for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")]
     folds = 0
     t0 = time.perf_counter()
     with Landmarker() as lm:
@@ -202,10 +204,7 @@ def main() -> None:
                         rec[mode][kind].append(100 * d / truth)
                         rec[mode][f"{kind}_leak"].append(abs(leak))
                 flipped = measure_photo(np.ascontiguousarray(img[:, ::-1]), landmarker=lm, options=opts)
-                rec[mode]["mirror"].append(max(
-                    abs(flipped.value(n, SWAP[sd]) - base.value(n, sd))
-                    for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
-                ))
+                rec[mode]["mirror"].append(max(abs(flipped.value(n, SWAP[sd]) - base.value(n, sd)) for n, sd in static))
                 # the same movements measured on half-resolution copies of both photos
                 half = lambda a: cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # noqa: E731
                 for kind, side, truth, warp in cases[:: max(1, len(cases) // 8)]:
@@ -226,13 +225,10 @@ def main() -> None:
                     rec[mode]["scale"].append(100 * abs(rs.mm_per_px * f / base.mm_per_px - 1))
                     rec[mode]["rescale_abs"].append(max(
                         abs(rs.value(n, sd) - base.value(n, sd))
-                        for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
-                        if np.isfinite(base.value(n, sd)) and UNITS.get(n) == "mm"
+                        for n, sd in static if np.isfinite(base.value(n, sd)) and UNITS.get(n) == "mm"
                     ))
                     rec[mode]["rescale_rel"].append(100 * max(
-                        abs(rs.value(n, sd) / base.value(n, sd) - 1)
-                        for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")
-                        if abs(base.value(n, sd)) > 1.0
+                        abs(rs.value(n, sd) / base.value(n, sd) - 1) for n, sd in static if abs(base.value(n, sd)) > 1.0
                     ))
 
         _real_clip_consistency(lm)
