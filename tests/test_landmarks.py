@@ -108,10 +108,13 @@ def test_head_pose_from_matrix_by_hand():
     assert pose == pytest.approx({"yaw": 20.0, "pitch": -10.0, "roll": 5.0}, abs=1e-6)
 
 
-def test_averaged_detection_is_exactly_mirror_consistent(portraits, landmarker):
-    img = portraits["astronaut"]
-    a = landmarker.detect_averaged(img).points_px
-    b = landmarker.detect_averaged(np.ascontiguousarray(img[:, ::-1])).points_px.copy()
+@pytest.mark.parametrize("face", ["astronaut", "obama"])
+@pytest.mark.parametrize("face_px", [None, 256.0])  # at the photo's size, and on a shrunk copy (obama)
+def test_averaged_detection_is_exactly_mirror_consistent(face, face_px, portraits, landmarker):
+    img = portraits[face]
+    kw = {"face_px": face_px, "passes": ((-5.0, 0.9), (0.0, 1.0), (5.0, 0.9))}
+    a = landmarker.detect_averaged(img, **kw).points_px
+    b = landmarker.detect_averaged(np.ascontiguousarray(img[:, ::-1]), **kw).points_px.copy()
     b[:, 0] = img.shape[1] - b[:, 0]
     assert np.abs(b[MIRROR, :2] - a[:, :2]).max() < 0.05  # px
 
