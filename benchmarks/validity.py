@@ -20,10 +20,12 @@ reports what the measures recover:
 
 "Before" is the raw model (one pass, no refinement); "after" is the default
 pipeline (averaged detection, image-based tracking against the rest photo).
-Faces: the two sample portraits plus, when the package registry is reachable,
-the other public-domain portraits in the ``face_recognition==1.3.0`` source
+``--face-px`` and ``--zooms`` try other averaged passes (see
+:meth:`symmetry.landmarks.Landmarker.detect_averaged`). Faces: the two sample
+portraits plus, when the package registry is reachable, the other public-domain portraits in the ``face_recognition==1.3.0`` source
 distribution (cached under ``$SYMMETRY_BENCH_CACHE``, default
-``~/.cache/symmetry-bench``). Run: ``python benchmarks/validity.py [--quick]``.
+``~/.cache/symmetry-bench``). Run:
+``python benchmarks/validity.py [--quick] [--face-px 256 --zooms 0.85 1 1.15]``.
 Prints figures; asserts nothing.
 """
 
@@ -132,7 +134,21 @@ def _stats(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer cases")
+    parser.add_argument("--face-px", type=float, default=None,
+                        help="run the averaged passes with the face shrunk to this size (px); default: the library's")
+    parser.add_argument("--zooms", type=float, nargs="+", default=None,
+                        help="zooms of the averaged passes, each at every rotation (default: the library's passes)")
     args = parser.parse_args()
+    if args.face_px is not None or args.zooms is not None:  # an experiment: other averaged passes
+        import functools
+
+        from symmetry.landmarks import AVERAGED_FACE_PX, AVERAGED_PASSES, Landmarker
+
+        angles = sorted({a for a, _ in AVERAGED_PASSES})
+        kw = {"face_px": args.face_px if args.face_px is not None else AVERAGED_FACE_PX,
+              "passes": tuple((a, z) for a in angles for z in args.zooms) if args.zooms else AVERAGED_PASSES}
+        Landmarker.detect_averaged = functools.partialmethod(Landmarker.detect_averaged, **kw)  # type: ignore[method-assign]
+        print(f"averaged passes: face_px={kw['face_px']}, {len(kw['passes'])} (rotation, zoom) pairs, each mirrored")
 
     from symmetry.errors import SymmetryError
     from symmetry.images import read_image
