@@ -22,8 +22,8 @@ reports what the measures recover:
 pipeline (averaged detection, image-based tracking against the rest photo).
 ``--face-px`` and ``--zooms`` try other averaged passes (see
 :meth:`symmetry.landmarks.Landmarker.detect_averaged`). Faces: the two sample
-portraits plus, when the package registry is reachable, the other public-domain portraits in the ``face_recognition==1.3.0`` source
-distribution (cached under ``$SYMMETRY_BENCH_CACHE``, default
+portraits plus, when the package registry is reachable, the other public-domain
+portraits in the ``face_recognition==1.3.0`` source distribution (cached under ``$SYMMETRY_BENCH_CACHE``, default
 ``~/.cache/symmetry-bench``). Run:
 ``python benchmarks/validity.py [--quick] [--face-px 256 --zooms 0.85 1 1.15]``.
 Prints figures; asserts nothing.

@@ -417,8 +417,8 @@ class Landmarker:
 
         The model's error depends on the exact pixels it sees; averaging its
         answers over in-plane rotations and zooms of the photo (about its
-        centre) and over the horizontally flipped photo (landmarks mapped back with the
-        left-right mirror map) halves the spread of static measures under
+        centre) and over the horizontally flipped photo (landmarks mapped
+        back with the left-right mirror map) halves the spread of static measures under
         rotation and makes them exactly mirror-consistent: a mirrored photo
         gives the same values with the sides swapped. Blendshapes, head pose
         and face count come from the unaltered photo.
@@ -441,8 +441,9 @@ class Landmarker:
             resolutions reaches it as different pixels: at 256 px, with the
             passes at zooms 0.85, 1 and 1.15, the static mm measures of 0.5x
             and 0.75x copies changed by a median 1.5% instead of 3.2%
-            (``benchmarks/validity.py``, 5 faces), at twice the time. The size is taken from the
-            photo and its mirror image alike, so mirror consistency is exact.
+            (``benchmarks/validity.py``, 5 faces), at twice the time. The
+            size is taken from the photo and its mirror image alike, so mirror
+            consistency is exact.
             ``None`` runs the passes at the photo's own resolution.
 
         Raises
@@ -455,17 +456,16 @@ class Landmarker:
         from ._mirror import MIRROR
 
         base = self.detect(image, source=source)
-        work, back = image, 1.0
+        work = image
         if face_px is not None:
             mirrored_base = self._run(np.ascontiguousarray(image[:, ::-1]), None)
             sizes = [_roi_px(base.points_px)] + ([_roi_px(mirrored_base.points_px)] if mirrored_base is not None else [])
             # symmetric in (photo, mirror): the mirror image of a photo gets the same size
-            scale = float(face_px) / float(np.mean(sizes)) if len(sizes) == 2 else float(face_px) / sizes[0]
+            scale = float(face_px) / float(np.mean(sizes))
             h0, w0 = image.shape[:2]
             size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
             if size[0] < 0.98 * w0:  # only ever shrink: enlarging adds no information
                 work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                back = w0 / size[0]
         h, w = work.shape[:2]
         back_xy = np.array([image.shape[1] / w, image.shape[0] / h])
         # Rotate about the image centre: the set of passes of a mirrored photo is then
@@ -478,10 +478,11 @@ class Landmarker:
                 m = np.vstack([cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, zoom), [0, 0, 1]])
                 if mirrored:
                     m = m @ flip_m
-                if not mirrored and angle == 0.0 and zoom == 1.0 and work is image:
+                identity = not mirrored and angle == 0.0 and zoom == 1.0
+                if identity and work is image:
                     pts = base.points_px
                 else:
-                    warped = work if (not mirrored and angle == 0.0 and zoom == 1.0) else cv2.warpAffine(
+                    warped = work if identity else cv2.warpAffine(
                         work, m[:2], (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
                     )
                     face = self._run(warped, None)
@@ -494,7 +495,7 @@ class Landmarker:
                         pts = pts[MIRROR]
                     if work is not image:  # pixel edges at integers: a pure scale maps back
                         pts[:, :2] *= back_xy
-                        pts[:, 2] *= back
+                        pts[:, 2] *= back_xy[0]  # z is on the scale of x
                 answers.append(pts)
         if not answers:  # the face was lost at the working size: the unaltered photo's answer
             answers = [base.points_px]
