@@ -540,8 +540,6 @@ class _Visit:
     #: The stored rest photo to send along (media path, mirrored), when it is not measured again.
     stored_rest: tuple[str, bool] | None = None
     items: list[_Planned] = field(default_factory=list)
-    #: The visit's row id once one of its files is stored by this batch (later files skip the ORM).
-    visit_id: int | None = None
 
 
 @dataclass
@@ -723,15 +721,15 @@ def _store_outcome(
     """Write one measured file in its own transaction: (recording id, whether rows were written).
 
     Stores what ingest's :func:`~symmetry.ingest._apply_measured` stores, more cheaply: the client
-    is the one writer and shares the machine with the workers. The first new file of a visit goes
-    through the ORM (patient check; visit and timeline created if need be) and the visit's id is
-    kept; the visit's other files are one Core insert of the recording. The ~50 measurement rows of
-    a file go in one executemany on the table (the ORM's unit of work cost about 5 ms per photo).
+    is the one writer and shares the machine with the workers. A new file is Core statements only:
+    the patient's and visit's ids (the visit created with its timeline if need be,
+    :func:`~symmetry.store.visit_id_for`), one insert of the recording, and its ~50 measurement
+    rows in one executemany on the table (the ORM's unit of work cost about 5 ms per photo).
     """
     from sqlalchemy import delete, insert, select
 
     from .ingest import _in_write_session, _recording_fields, _retry_on_conflict, _write_media
-    from .store import Measurement, Patient, Recording, RecordingKind, Visit, get_or_create_visit
+    from .store import Measurement, Patient, Recording, RecordingKind, visit_id_for
 
     r, measured = planned.row, outcome.measured
     assert measured is not None
@@ -765,18 +763,13 @@ def _store_outcome(
         found = s.scalar(select(Recording.id).where(Recording.sha256 == planned.sha256))
         if found is not None:
             return found, False  # committed meanwhile by a concurrent ingest
+        pid = s.scalar(select(Patient.id).where(Patient.code == r.patient))
+        if pid is None:
+            raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
         table = Recording.__table__
-        if visit.visit_id is not None and s.scalar(select(Visit.id).where(Visit.id == visit.visit_id)) is not None:
-            stmt = insert(table).values(visit_id=visit.visit_id, **columns, **fields()).returning(table.c.id)
-            rid = s.execute(stmt).scalar_one()
-        else:
-            pat = s.scalar(select(Patient).where(Patient.code == r.patient))
-            if pat is None:
-                raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
-            rec = Recording(visit=get_or_create_visit(s, pat, r.visit_date), **columns, **fields())
-            s.add(rec)
-            s.flush()
-            rid, visit.visit_id = rec.id, rec.visit_id
+        stmt = insert(table).values(visit_id=visit_id_for(s, pid, r.visit_date), **columns, **fields())
+        stmt = stmt.returning(table.c.id)
+        rid = s.execute(stmt).scalar_one()
         _insert_measurements(s, rid, measured.rows)
         return rid, True
 

@@ -101,6 +101,7 @@ __all__ = [
     "write_export",
     "read_export",
     "get_or_create_visit",
+    "visit_id_for",
     "refresh_timeline",
 ]
 
@@ -986,25 +987,59 @@ def _count_by(values: Sequence[int]) -> dict[int, int]:
 
 def refresh_timeline(s: Session, patient: Patient) -> None:
     """Recompute every visit's reference procedure, days and phase (after a procedure change)."""
-    from .trends import visit_timeline
-
     procs = sorted(patient.procedures, key=lambda p: (p.date, p.id or 0))
     for visit in patient.visits:
-        proc_index, days, phase = visit_timeline(visit.date, [p.date for p in procs])
-        visit.procedure = procs[proc_index] if proc_index is not None else None
-        visit.days_from_procedure = days
-        visit.phase = phase
+        _set_timeline(visit, procs)
+
+
+def _set_timeline(visit: Visit, procs: Sequence[Procedure]) -> None:
+    """One visit's reference procedure, days and phase; ``procs`` sorted by (date, id)."""
+    from .trends import visit_timeline
+
+    proc_index, days, phase = visit_timeline(visit.date, [p.date for p in procs])
+    visit.procedure = procs[proc_index] if proc_index is not None else None
+    visit.days_from_procedure = days
+    visit.phase = phase
 
 
 def get_or_create_visit(s: Session, patient: Patient, date: dt.date) -> Visit:
-    """The patient's visit on ``date``, created (with its timeline) if absent."""
+    """The patient's visit on ``date``, created (with its timeline) if absent.
+
+    A new visit changes no other visit's timeline (each depends only on its own date and the
+    procedures), so only its own is computed: the patient's other visits are not loaded.
+    """
     visit = s.scalar(select(Visit).where(Visit.patient_id == patient.id, Visit.date == date)) if patient.id else None
     if visit is None:
         visit = Visit(patient=patient, date=date)
         s.add(visit)
-        refresh_timeline(s, patient)
+        _set_timeline(visit, sorted(patient.procedures, key=lambda p: (p.date, p.id or 0)))
     return visit
 
+
+
+def visit_id_for(s: Session, patient_id: int, date: dt.date) -> int:
+    """The id of the patient's visit on ``date``, created (with its timeline) if absent.
+
+    :func:`get_or_create_visit` in Core statements, for a writer that needs only the id
+    (a batch stores many files): no ORM objects are loaded or flushed.
+    """
+    from sqlalchemy import insert
+
+    from .trends import visit_timeline
+
+    found = s.scalar(select(Visit.id).where(Visit.patient_id == patient_id, Visit.date == date))
+    if found is not None:
+        return int(found)
+    procs = s.execute(
+        select(Procedure.id, Procedure.date).where(Procedure.patient_id == patient_id).order_by(Procedure.date, Procedure.id)
+    ).all()
+    index, days, phase = visit_timeline(date, [p.date for p in procs])
+    table = Visit.__table__
+    stmt = insert(table).values(
+        patient_id=patient_id, date=date, procedure_id=procs[index].id if index is not None else None,
+        days_from_procedure=days, phase=phase,
+    )
+    return int(s.execute(stmt.returning(table.c.id)).scalar_one())
 
 def save_stimulation(
     store: Store,
