@@ -14,7 +14,7 @@ reports what the measures recover:
   (max |difference| over static mm measures);
 * scale consistency: ``mm_per_px`` of 0.5x and 0.75x copies against the
   original (% deviation from the exact factor) and the largest relative
-  change of the static mm measures;
+  change of the static mm measures (and each measure's own, after);
 * resolution consistency of the movements: a sample of the cases above
   measured again with both photos at half resolution (% change).
 
@@ -169,6 +169,8 @@ def main() -> None:
     rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "mirror", "scale", "rescale_rel", "rescale_abs", "half_comm", "half_lid")} for m in modes}
     #: the static measures compared between copies of a photo (per side; the smile angle has no scale)
     static = [(n, sd) for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")]
+    #: relative change of each static measure (both sides) in the 0.5x/0.75x copies, %
+    per_measure: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
     folds = 0
     t0 = time.perf_counter()
     with Landmarker() as lm:
@@ -243,9 +245,11 @@ def main() -> None:
                         abs(rs.value(n, sd) - base.value(n, sd))
                         for n, sd in static if np.isfinite(base.value(n, sd)) and UNITS.get(n) == "mm"
                     ))
-                    rec[mode]["rescale_rel"].append(100 * max(
-                        abs(rs.value(n, sd) / base.value(n, sd) - 1) for n, sd in static if abs(base.value(n, sd)) > 1.0
-                    ))
+                    changes = {(n, sd): 100 * abs(rs.value(n, sd) / base.value(n, sd) - 1)
+                               for n, sd in static if abs(base.value(n, sd)) > 1.0}
+                    rec[mode]["rescale_rel"].append(max(changes.values()))
+                    for (n, _sd), change in changes.items():
+                        per_measure[mode].setdefault(n, []).append(change)
 
         _real_clip_consistency(lm)
 
@@ -268,6 +272,9 @@ def main() -> None:
         print(label)
         for mode in modes:
             print(f"  {mode:<7}{_stats(rec[mode][key])}")
+    print("static measures 0.5x/0.75x, rel change per measure (%; both sides, values over 1 mm), after")
+    for n, changes in per_measure["after"].items():
+        print(f"  {n:<26}{_stats(changes)}")
 
 
 if __name__ == "__main__":
