@@ -987,9 +987,13 @@ def _count_by(values: Sequence[int]) -> dict[int, int]:
 
 def refresh_timeline(s: Session, patient: Patient) -> None:
     """Recompute every visit's reference procedure, days and phase (after a procedure change)."""
-    procs = sorted(patient.procedures, key=lambda p: (p.date, p.id or 0))
+    procs = _procedures_in_order(patient)
     for visit in patient.visits:
         _set_timeline(visit, procs)
+
+
+def _procedures_in_order(patient: Patient) -> list[Procedure]:
+    return sorted(patient.procedures, key=lambda p: (p.date, p.id or 0))
 
 
 def _set_timeline(visit: Visit, procs: Sequence[Procedure]) -> None:
@@ -1012,9 +1016,8 @@ def get_or_create_visit(s: Session, patient: Patient, date: dt.date) -> Visit:
     if visit is None:
         visit = Visit(patient=patient, date=date)
         s.add(visit)
-        _set_timeline(visit, sorted(patient.procedures, key=lambda p: (p.date, p.id or 0)))
+        _set_timeline(visit, _procedures_in_order(patient))
     return visit
-
 
 
 def visit_id_for(s: Session, patient_id: int, date: dt.date) -> int:
@@ -1040,6 +1043,7 @@ def visit_id_for(s: Session, patient_id: int, date: dt.date) -> int:
         days_from_procedure=days, phase=phase,
     )
     return int(s.execute(stmt.returning(table.c.id)).scalar_one())
+
 
 def save_stimulation(
     store: Store,
