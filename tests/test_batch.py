@@ -200,6 +200,58 @@ def test_a_rest_photo_that_arrives_later_is_measured_against(cohort, client, ing
     pd.testing.assert_frame_equal(got_recs[columns], want_recs[want_recs["sha256"].isin(shas)][columns].reset_index(drop=True))
 
 
+def test_a_visits_expression_photos_sent_together_are_stored_as_ingest_stores_them(
+    cohort, client, landmarker, tmp_path, monkeypatch
+):
+    """One visit, a rest photo and three expression photos; the follow-up task carries all three
+    (as while many files wait). Same rows as ingest, one task for the three."""
+    import symmetry.batch as batch
+
+    with open(cohort, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["patient"] == "P01" and r["expression"] in ("rest", "smile_open")]
+    v0, v1 = rows[0]["visit_date"], next(r["visit_date"] for r in rows if r["visit_date"] != rows[0]["visit_date"])
+    visit = [dict(r, path=str(cohort.parent / r["path"])) for r in rows if r["visit_date"] == v0]
+    # the next visit's two photos as two more expressions of this visit (other pixels, same face)
+    extra = [r for r in rows if r["visit_date"] == v1]
+    for r, expr in zip(extra, ("pucker", "eye_closure_gentle")):
+        visit.append({"patient": "P01", "visit_date": v0, "expression": expr, "path": str(cohort.parent / r["path"])})
+    manifest = write_manifest(tmp_path / "visit.csv", visit)
+
+    asked: list[tuple[int, int]] = []  # (queued files, worker threads) of each follow-up
+
+    def follow_up_size(queued_files: int, threads: int) -> int:
+        asked.append((queued_files, threads))
+        return batch._MAX_FILES_PER_TASK
+
+    monkeypatch.setattr(batch, "_follow_up_size", follow_up_size)
+    submitted: list[int] = []  # files per task
+    real_submit = client.submit
+
+    def submit(fn, task, **kw):
+        submitted.append(len(task.items))
+        return real_submit(fn, task, **kw)
+
+    monkeypatch.setattr(client, "submit", submit)
+
+    with open_store(home=tmp_path / "batch") as store:
+        report = run_batch(store, manifest, client=client)
+    assert report.ok and report.added == 4, report.failed
+    assert asked == [(0, 2)] and sorted(submitted) == [1, 3]
+    with open_store(home=tmp_path / "ingest") as store:
+        assert ingest_manifest(store, manifest, landmarker=landmarker).added == 4
+    pd.testing.assert_frame_equal(recordings_of(tmp_path / "batch"), recordings_of(tmp_path / "ingest"))
+    pd.testing.assert_frame_equal(measurements_of(tmp_path / "batch"), measurements_of(tmp_path / "ingest"),
+                                  check_exact=True)
+
+
+def test_follow_up_tasks_carry_several_files_only_while_many_wait():
+    from symmetry.batch import _MAX_FILES_PER_TASK, _follow_up_size
+
+    assert _follow_up_size(0, 2) == 1 and _follow_up_size(15, 2) == 1  # near the end: one file per task
+    assert _follow_up_size(16, 2) == 2 and _follow_up_size(10_000, 2) == _MAX_FILES_PER_TASK
+    assert _follow_up_size(100, 32) == 1 and _follow_up_size(10_000, 0) == _MAX_FILES_PER_TASK
+
+
 def test_a_worker_with_another_algorithm_version_refuses_with_a_reason():
     task = _VisitTask(
         items=(_Item(0, "/x/rest.jpg", "0" * 64, "rest", False, True),),
