@@ -886,10 +886,10 @@ def _jobs(visit: _Visit) -> list[_Job]:
     return [_Job(visit, (k,)) for k in keys]
 
 
-def _follow_up_size(queued_files: int, threads: int) -> int:
-    """Files per follow-up task: up to :data:`_MAX_FILES_PER_TASK` while at least four files per
+def _follow_up_size(queued_tasks: int, threads: int) -> int:
+    """Files per follow-up task: up to :data:`_MAX_FILES_PER_TASK` while at least four tasks per
     worker thread and file of the task wait in the queue, so that the workers still finish together."""
-    return max(1, min(_MAX_FILES_PER_TASK, queued_files // (4 * max(threads, 1))))
+    return max(1, min(_MAX_FILES_PER_TASK, queued_tasks // (4 * max(threads, 1))))
 
 
 def _worker_failure(exc: BaseException) -> str:
@@ -971,7 +971,7 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 visit.stored_rest_id = ids[key]
                 p = visit.items[key]
                 rest_file = (str(p.row.path), p.sha256, p.row.mirrored)
-            size = _follow_up_size(sum(len(j.keys) for j in queue), report.workers)
+            size = _follow_up_size(len(queue), report.workers)
             groups = [job.then[i : i + size] for i in range(0, len(job.then), size)]
             queue.extendleft(_Job(visit, g, rest_file=rest_file, rest_face=face) for g in reversed(groups))
 

@@ -217,10 +217,10 @@ def test_a_visits_expression_photos_sent_together_are_stored_as_ingest_stores_th
         visit.append({"patient": "P01", "visit_date": v0, "expression": expr, "path": str(cohort.parent / r["path"])})
     manifest = write_manifest(tmp_path / "visit.csv", visit)
 
-    asked: list[tuple[int, int]] = []  # (queued files, worker threads) of each follow-up
+    asked: list[tuple[int, int]] = []  # (queued tasks, worker threads) of each follow-up
 
-    def follow_up_size(queued_files: int, threads: int) -> int:
-        asked.append((queued_files, threads))
+    def follow_up_size(queued_tasks: int, threads: int) -> int:
+        asked.append((queued_tasks, threads))
         return batch._MAX_FILES_PER_TASK
 
     monkeypatch.setattr(batch, "_follow_up_size", follow_up_size)
