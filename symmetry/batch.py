@@ -491,6 +491,7 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
         except InputError as exc:
             why = f"the visit's rest photo cannot be read again ({exc})"
             return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
+    rest_face = task.rest_face if rest is not None else None  # the rest photo's landmarks, when known
     out: list[_Outcome] = []
     for item in task.items:
         path = Path(item.path)
@@ -501,8 +502,8 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
             measured = _measure(
                 rgb, str(path), expression=item.expression, mirrored=item.mirrored,
                 affected_side=task.affected_side, rest=use_rest, landmarker=lm,
-                rest_face=task.rest_face if rest_key == _STORED_REST else None,
-                keep_face=task.keep_rest_face and item.expression == REST,
+                rest_face=rest_face if use_rest is not None else None,
+                keep_face=item.expression == REST,
             )
             blob, ext = stripped_copy(data, rgb, str(path)) if item.copy else (None, "")
         except InputError as exc:
@@ -518,11 +519,12 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
         out.append(
             _Outcome(
                 item.key, measured=measured, blob=blob, ext=ext, width_px=int(rgb.shape[1]),
-                height_px=int(rgb.shape[0]), rest_key=rest_key if use_rest is not None else None, face=face,
+                height_px=int(rgb.shape[0]), rest_key=rest_key if use_rest is not None else None,
+                face=face if task.keep_rest_face else None,
             )
         )
-        if item.expression == REST and rest is None:
-            rest, rest_key = (rgb, item.mirrored), item.key
+        if item.expression == REST and rest is None:  # the visit's expressions in this task follow it
+            rest, rest_key, rest_face = (rgb, item.mirrored), item.key, face
     return out
 
 

@@ -252,6 +252,36 @@ def test_follow_up_tasks_carry_several_files_only_while_many_wait():
     assert _follow_up_size(100, 32) == 1 and _follow_up_size(10_000, 0) == _MAX_FILES_PER_TASK
 
 
+def test_a_task_with_a_rest_photo_and_its_expressions_detects_each_photo_once(cohort, monkeypatch):
+    """A worker measuring a visit's rest photo and smile in one task reuses the rest photo's
+    landmarks (as the follow-up tasks get them): one detection per photo, the same rows."""
+    from symmetry.landmarks import Landmarker
+    from symmetry.photo import _REST_CACHE
+
+    with open(cohort, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["patient"] == "P02" and r["expression"] in ("rest", "smile_open")]
+    visit = sorted((r for r in rows if r["visit_date"] == rows[0]["visit_date"]), key=lambda r: r["expression"])
+    items = tuple(_Item(k, str(cohort.parent / r["path"]), file_sha256(cohort.parent / r["path"]), r["expression"],
+                        False, False) for k, r in enumerate(visit))
+    assert [i.expression for i in items] == ["rest", "smile_open"]
+    calls: list[int] = []
+    real = Landmarker.detect_averaged
+    monkeypatch.setattr(Landmarker, "detect_averaged", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+
+    def task(its, **kw):
+        return _VisitTask(items=its, affected_side="right", rest=None, algorithm_version=ALGORITHM_VERSION, **kw)
+
+    _REST_CACHE.clear()
+    together = _measure_visit(task(items))
+    assert len(calls) == 2 and all(o.measured is not None for o in together)
+    _REST_CACHE.clear()
+    (rest,) = _measure_visit(task(items[:1], keep_rest_face=True))
+    (smile,) = _measure_visit(task(items[1:], rest_file=(items[0].path, items[0].sha256, False), rest_face=rest.face))
+    assert len(calls) == 4
+    assert together[1].measured.rows == smile.measured.rows and together[0].measured.rows == rest.measured.rows
+    assert together[1].rest_key == 0 and together[0].face is None  # landmarks go back only when asked for
+
+
 def test_a_worker_with_another_algorithm_version_refuses_with_a_reason():
     task = _VisitTask(
         items=(_Item(0, "/x/rest.jpg", "0" * 64, "rest", False, True),),
