@@ -52,6 +52,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
+import functools
 import hashlib
 import itertools
 import logging
@@ -59,6 +60,7 @@ import os
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -99,10 +101,10 @@ _ONE_THREAD_ENV = {
 _CONNECT_TIMEOUT_S = 20
 _HASH_THREADS = 8
 _STORED_REST = -1  # rest_key of a result measured against the visit's stored rest photo
-#: Most expression photos of one visit in one follow-up task. Each Dask task costs the client (and
-#: scheduler) about 5 ms of CPU whatever it carries (measured on the 2-core test machine), as much as
-#: storing its file: a cluster of many workers would wait on the client. While plenty of files wait,
-#: a visit's expression photos go together (the rest photo read once too); near the end, one per task.
+#: Most photos of one visit in one task. Each Dask task costs the client (and scheduler) about 5 ms
+#: of CPU whatever it carries (measured on the 2-core test machine), as much as storing its file: a
+#: cluster of many workers would wait on the client. While plenty of tasks wait, a short visit goes
+#: whole (rest photo first) and a longer one's expression photos together; near the end, one per task.
 _MAX_FILES_PER_TASK = 4
 
 
@@ -734,10 +736,10 @@ def _store_outcome(
     :func:`~symmetry.store.visit_id_for`), one insert of the recording, and its ~50 measurement
     rows in one executemany on the table (the ORM's unit of work cost about 5 ms per photo).
     """
-    from sqlalchemy import delete, insert, select
+    from sqlalchemy import delete
 
     from .ingest import _in_write_session, _recording_fields, _retry_on_conflict, _write_media
-    from .store import Measurement, Patient, Recording, RecordingKind, visit_id_for
+    from .store import Measurement, Recording, RecordingKind, visit_id_for
 
     r, measured = planned.row, outcome.measured
     assert measured is not None
@@ -768,31 +770,42 @@ def _store_outcome(
     }
 
     def work(s: Any) -> tuple[int | None, bool]:
-        found = s.scalar(select(Recording.id).where(Recording.sha256 == planned.sha256))
+        st, conn = _statements(), s.connection()
+        found = conn.execute(st.recording_by_sha, {"sha": planned.sha256}).scalar()
         if found is not None:
             return found, False  # committed meanwhile by a concurrent ingest
-        pid = s.scalar(select(Patient.id).where(Patient.code == r.patient))
+        pid = conn.execute(st.patient_by_code, {"code": r.patient}).scalar()
         if pid is None:
             raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
-        table = Recording.__table__
-        stmt = insert(table).values(visit_id=visit_id_for(s, pid, r.visit_date), **columns, **fields())
-        stmt = stmt.returning(table.c.id)
-        rid = s.execute(stmt).scalar_one()
-        _insert_measurements(s, rid, measured.rows)
+        values = {"visit_id": visit_id_for(conn, pid, r.visit_date), **columns, **fields()}
+        rid = conn.execute(st.insert_recording, values).scalar_one()
+        _insert_measurements(conn, rid, measured.rows)
         return rid, True
 
     return _retry_on_conflict(lambda: _in_write_session(store, work))  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=None)
+def _statements() -> types.SimpleNamespace:
+    """The Core statements of storing a file, built once (bound parameters, so each compiles once)."""
+    from sqlalchemy import bindparam, insert, select
+
+    from .store import Measurement, Patient, Recording
+
+    table = Recording.__table__
+    return types.SimpleNamespace(
+        recording_by_sha=select(Recording.id).where(Recording.sha256 == bindparam("sha")),
+        patient_by_code=select(Patient.id).where(Patient.code == bindparam("code")),
+        insert_recording=insert(table).returning(table.c.id),
+        insert_measurements=insert(Measurement.__table__),
+    )
+
+
 def _insert_measurements(s: Any, recording_id: int, rows: Sequence[tuple[str, str, float | None, str]]) -> None:
     """A recording's measurement rows in one executemany on the table (no ORM objects)."""
-    from sqlalchemy import insert
-
-    from .store import Measurement
-
     if rows:
         s.execute(
-            insert(Measurement.__table__),
+            _statements().insert_measurements,
             [
                 {"recording_id": recording_id, "name": n, "side": side, "value": v, "unit": u,
                  "algorithm_version": ALGORITHM_VERSION}
@@ -873,7 +886,8 @@ def _jobs(visit: _Visit) -> list[_Job]:
     Expression photos are measured against the visit's rest photo: when the rest photo is measured in
     this batch, it goes first (with the visit's other rest photos) and its expression photos follow,
     carrying its landmarks (no worker detects the rest photo twice): one per task near the end of the
-    batch, several while many files wait (:func:`_follow_up_size`). A visit whose rest
+    batch, several while many files wait (:func:`_files_per_task`; then a short visit goes whole, its rest
+    photo first). A visit whose rest
     photo is stored and not measured again stays one task (each task would detect that photo again).
     """
     from .ingest import REST
@@ -888,8 +902,8 @@ def _jobs(visit: _Visit) -> list[_Job]:
     return [_Job(visit, (k,)) for k in keys]
 
 
-def _follow_up_size(queued_tasks: int, threads: int) -> int:
-    """Files per follow-up task: up to :data:`_MAX_FILES_PER_TASK` while at least four tasks per
+def _files_per_task(queued_tasks: int, threads: int) -> int:
+    """Files of one visit per task: up to :data:`_MAX_FILES_PER_TASK` while at least four tasks per
     worker thread and file of the task wait in the queue, so that the workers still finish together."""
     return max(1, min(_MAX_FILES_PER_TASK, queued_tasks // (4 * max(threads, 1))))
 
@@ -927,6 +941,8 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
     def submit_next() -> None:
         while queue:
             job = queue.popleft()
+            if job.then and len(job.keys) + len(job.then) <= _files_per_task(len(queue), report.workers):
+                job = _Job(job.visit, job.keys + job.then)  # plenty waits: the whole visit in one task
             try:
                 task = _task(store, job.visit, job.keys, rest_file=job.rest_file, rest_face=job.rest_face,
                              keep_rest_face=bool(job.then))
@@ -973,7 +989,7 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 visit.stored_rest_id = ids[key]
                 p = visit.items[key]
                 rest_file = (str(p.row.path), p.sha256, p.row.mirrored)
-            size = _follow_up_size(len(queue), report.workers)
+            size = _files_per_task(len(queue), report.workers)
             groups = [job.then[i : i + size] for i in range(0, len(job.then), size)]
             queue.extendleft(_Job(visit, g, rest_file=rest_file, rest_face=face) for g in reversed(groups))
 

@@ -64,7 +64,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -1020,7 +1020,7 @@ def get_or_create_visit(s: Session, patient: Patient, date: dt.date) -> Visit:
     return visit
 
 
-def visit_id_for(s: Session, patient_id: int, date: dt.date) -> int:
+def visit_id_for(s: Session | Connection, patient_id: int, date: dt.date) -> int:
     """The id of the patient's visit on ``date``, created (with its timeline) if absent.
 
     :func:`get_or_create_visit` in Core statements, for a writer that needs only the id

@@ -200,11 +200,13 @@ def test_a_rest_photo_that_arrives_later_is_measured_against(cohort, client, ing
     pd.testing.assert_frame_equal(got_recs[columns], want_recs[want_recs["sha256"].isin(shas)][columns].reset_index(drop=True))
 
 
-def test_a_visits_expression_photos_sent_together_are_stored_as_ingest_stores_them(
-    cohort, client, landmarker, tmp_path, monkeypatch
+@pytest.mark.parametrize("files_per_task, tasks", [(1, [1, 1, 1, 1]), (3, [1, 3]), (4, [4])])
+def test_a_visit_sent_in_tasks_of_any_size_is_stored_as_ingest_stores_it(
+    cohort, client, landmarker, tmp_path, monkeypatch, files_per_task, tasks
 ):
-    """One visit, a rest photo and three expression photos; the follow-up task carries all three
-    (as while many files wait). Same rows as ingest, one task for the three."""
+    """One visit, a rest photo and three expression photos, as the batch sends it near the end (one
+    file per task), with many tasks waiting (its expressions together after the rest photo) and with
+    very many (the whole visit in one task). Same rows as ingest every time."""
     import symmetry.batch as batch
 
     with open(cohort, newline="") as f:
@@ -217,13 +219,13 @@ def test_a_visits_expression_photos_sent_together_are_stored_as_ingest_stores_th
         visit.append({"patient": "P01", "visit_date": v0, "expression": expr, "path": str(cohort.parent / r["path"])})
     manifest = write_manifest(tmp_path / "visit.csv", visit)
 
-    asked: list[tuple[int, int]] = []  # (queued tasks, worker threads) of each follow-up
+    asked: list[tuple[int, int]] = []  # (queued tasks, worker threads) of each question
 
-    def follow_up_size(queued_tasks: int, threads: int) -> int:
+    def files_per_task_of(queued_tasks: int, threads: int) -> int:
         asked.append((queued_tasks, threads))
-        return batch._MAX_FILES_PER_TASK
+        return files_per_task
 
-    monkeypatch.setattr(batch, "_follow_up_size", follow_up_size)
+    monkeypatch.setattr(batch, "_files_per_task", files_per_task_of)
     submitted: list[int] = []  # files per task
     real_submit = client.submit
 
@@ -236,7 +238,7 @@ def test_a_visits_expression_photos_sent_together_are_stored_as_ingest_stores_th
     with open_store(home=tmp_path / "batch") as store:
         report = run_batch(store, manifest, client=client)
     assert report.ok and report.added == 4, report.failed
-    assert asked == [(0, 2)] and sorted(submitted) == [1, 3]
+    assert set(asked) == {(0, 2)} and sorted(submitted) == tasks
     with open_store(home=tmp_path / "ingest") as store:
         assert ingest_manifest(store, manifest, landmarker=landmarker).added == 4
     pd.testing.assert_frame_equal(recordings_of(tmp_path / "batch"), recordings_of(tmp_path / "ingest"))
@@ -244,12 +246,12 @@ def test_a_visits_expression_photos_sent_together_are_stored_as_ingest_stores_th
                                   check_exact=True)
 
 
-def test_follow_up_tasks_carry_several_files_only_while_many_wait():
-    from symmetry.batch import _MAX_FILES_PER_TASK, _follow_up_size
+def test_tasks_carry_several_files_only_while_many_wait():
+    from symmetry.batch import _MAX_FILES_PER_TASK, _files_per_task
 
-    assert _follow_up_size(0, 2) == 1 and _follow_up_size(15, 2) == 1  # near the end: one file per task
-    assert _follow_up_size(16, 2) == 2 and _follow_up_size(10_000, 2) == _MAX_FILES_PER_TASK
-    assert _follow_up_size(100, 32) == 1 and _follow_up_size(10_000, 0) == _MAX_FILES_PER_TASK
+    assert _files_per_task(0, 2) == 1 and _files_per_task(15, 2) == 1  # near the end: one file per task
+    assert _files_per_task(16, 2) == 2 and _files_per_task(10_000, 2) == _MAX_FILES_PER_TASK
+    assert _files_per_task(100, 32) == 1 and _files_per_task(10_000, 0) == _MAX_FILES_PER_TASK
 
 
 def test_a_task_with_a_rest_photo_and_its_expressions_detects_each_photo_once(cohort, monkeypatch):
