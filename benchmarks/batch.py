@@ -1,18 +1,20 @@
 """Batch benchmark: files per minute with 1 and 2 local Dask workers (or on a cluster), and the speed-up.
 
-Run: ``python benchmarks/batch.py [--photos 42] [--repeat 3] [--workers 1 2]``, or against a running
+Run: ``python benchmarks/batch.py [--photos 0] [--repeat 3] [--workers 1 2]``, or against a running
 cluster ``python benchmarks/batch.py --scheduler tcp://HOST:8786`` (the workers must have symmetry
 installed and read this checkout's ``sample_media``). Prints figures; asserts nothing.
 
-The sample is whole visits of ``sample_media/manifest.csv`` (one visit per patient in turn, so the
-faces vary) until ``--photos`` photos. Each run measures into a new, empty store with freshly
+The sample is the whole sample manifest (``sample_media/manifest.csv``, 324 photos in 100 visits;
+about a minute per run with one worker here), or with ``--photos N`` whole visits of it (one visit
+per patient in turn, so the faces vary) until N photos: a small sample over-weights the start and
+the end of a batch, where the workers wait for the first results or for the last files. Each run measures into a new, empty store with freshly
 restarted, warmed-up workers (model loaded; no cached rest photos), so cluster start-up is not counted
 but everything else is: hashing, planning, measuring, shipping the stripped copies back and the
 database writes. Other processes on the machine take CPU from the workers: the load average and the
 workers' CPU use are printed beside each figure, and every configuration runs ``--repeat`` times
 (best, median and spread), the configurations taking turns so that they share the outside load.
-``--control`` adds, each round, the same worker tasks in plain processes without Dask or a database:
-the speed-up the machine allowed at that moment, against which the batch's can be judged.
+``--control`` adds, each round, the same work in plain processes without Dask or a database (one
+task per visit): the speed-up the machine allowed at that moment, against which the batch's can be judged.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ def run_control(n: int, tasks: list) -> dict[str, float]:  # type: ignore[type-a
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=MANIFEST, help="default: sample_media/manifest.csv")
-    parser.add_argument("--photos", type=int, default=42, help="photos in the sample, whole visits (0 = all)")
+    parser.add_argument("--photos", type=int, default=0,
+                        help="photos in the sample, whole visits (default 0: the whole sample manifest)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="local worker counts (default 1 2)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="benchmark an existing cluster instead")
