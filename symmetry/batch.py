@@ -16,9 +16,10 @@ whose patient's affected side changed, is measured again). It then submits
 within a visit, expression photos are measured against the visit's rest photo,
 so the rest photo's task goes first, and once it is stored the expression
 photos follow carrying the rest photo's landmarks (no worker detects a rest
-photo twice), one per task near the end of the batch and the visit's together
-while many files wait (each task costs the client a few ms of CPU). A visit
-whose rest photo is already stored, and not measured again, stays one task.
+photo twice), one per task near the end of the batch. While many tasks wait, a
+visit's photos go together (a short visit whole, its rest photo first): each
+task costs the client a few ms of CPU. A visit whose rest photo is already
+stored, and not measured again, stays one task.
 
 **Workers** read the files themselves (the paths must be readable by them),
 keep one IMAGE-mode :class:`~symmetry.landmarks.Landmarker` per worker thread,
@@ -886,9 +887,9 @@ def _jobs(visit: _Visit) -> list[_Job]:
     Expression photos are measured against the visit's rest photo: when the rest photo is measured in
     this batch, it goes first (with the visit's other rest photos) and its expression photos follow,
     carrying its landmarks (no worker detects the rest photo twice): one per task near the end of the
-    batch, several while many files wait (:func:`_files_per_task`; then a short visit goes whole, its rest
-    photo first). A visit whose rest
-    photo is stored and not measured again stays one task (each task would detect that photo again).
+    batch, several while many tasks wait (:func:`_files_per_task`; then a short visit goes whole, its
+    rest photo first). A visit whose rest photo is stored and not measured again stays one task (each
+    task would detect that photo again).
     """
     from .ingest import REST
 
