@@ -1035,8 +1035,8 @@ def run_batch(
 
     Stores exactly what :func:`symmetry.ingest.ingest_manifest` stores for the
     same manifest (same recordings, rows and values), but measures on Dask
-    workers: one task per visit, rest photo first; only this process writes
-    to ``store``, one transaction per recording, as results arrive.
+    workers in small tasks (a visit's rest photo first; see the module docstring); only this
+    process writes to ``store``, one transaction per recording, as results arrive.
 
     Parameters
     ----------
