@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 import json
 import math
 import os
@@ -1020,6 +1021,14 @@ def get_or_create_visit(s: Session, patient: Patient, date: dt.date) -> Visit:
     return visit
 
 
+@functools.lru_cache(maxsize=None)
+def _visit_on_date() -> Any:
+    """``SELECT visit.id`` by patient id and date, built once (bound parameters)."""
+    from sqlalchemy import bindparam
+
+    return select(Visit.id).where(Visit.patient_id == bindparam("patient_id"), Visit.date == bindparam("date"))
+
+
 def visit_id_for(s: Session | Connection, patient_id: int, date: dt.date) -> int:
     """The id of the patient's visit on ``date``, created (with its timeline) if absent.
 
@@ -1030,7 +1039,7 @@ def visit_id_for(s: Session | Connection, patient_id: int, date: dt.date) -> int
 
     from .trends import visit_timeline
 
-    found = s.scalar(select(Visit.id).where(Visit.patient_id == patient_id, Visit.date == date))
+    found = s.execute(_visit_on_date(), {"patient_id": patient_id, "date": date}).scalar()
     if found is not None:
         return int(found)
     procs = s.execute(
