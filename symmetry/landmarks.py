@@ -456,7 +456,7 @@ class Landmarker:
         from ._mirror import MIRROR
 
         base = self.detect(image, source=source)
-        work = image
+        work, mirrored_base = image, None
         if face_px is not None:
             mirrored_base = self._run(np.ascontiguousarray(image[:, ::-1]), None)
             sizes = [_roi_px(base.points_px)] + ([_roi_px(mirrored_base.points_px)] if mirrored_base is not None else [])
@@ -478,14 +478,18 @@ class Landmarker:
                 m = np.vstack([cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, zoom), [0, 0, 1]])
                 if mirrored:
                     m = m @ flip_m
-                identity = not mirrored and angle == 0.0 and zoom == 1.0
+                untouched = angle == 0.0 and zoom == 1.0
+                identity = untouched and not mirrored
                 if identity and work is image:
                     pts = base.points_px
                 else:
-                    warped = work if identity else cv2.warpAffine(
-                        work, m[:2], (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
-                    )
-                    face = self._run(warped, None)
+                    if untouched and mirrored and work is image and mirrored_base is not None:
+                        face = mirrored_base  # detected above on these very pixels (a flip warps exactly)
+                    else:
+                        warped = work if identity else cv2.warpAffine(
+                            work, m[:2], (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+                        )
+                        face = self._run(warped, None)
                     if face is None:
                         continue
                     inv = cv2.invertAffineTransform(m[:2])
