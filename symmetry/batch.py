@@ -494,7 +494,7 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
         except InputError as exc:
             why = f"the visit's rest photo cannot be read again ({exc})"
             return [_Outcome(i.key, reason=f"{i.path}: {why}") for i in task.items]
-    rest_face = task.rest_face if rest is not None else None  # the rest photo's landmarks, when known
+    rest_face = task.rest_face  # the rest photo's landmarks, when known
     out: list[_Outcome] = []
     for item in task.items:
         path = Path(item.path)
