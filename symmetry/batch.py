@@ -12,14 +12,15 @@ every file, and skips the files the store already holds measured with this
 :data:`symmetry.ALGORITHM_VERSION` (content hash + algorithm version; a
 recording stored by an older version, or whose visit gained a rest photo or
 whose patient's affected side changed, is measured again). It then submits
-**small tasks** to Dask, so that the workers share the load evenly to the end:
-within a visit, expression photos are measured against the visit's rest photo,
-so the rest photo's task goes first, and once it is stored the expression
-photos follow carrying the rest photo's landmarks (no worker detects a rest
-photo twice), one per task near the end of the batch. While many tasks wait, a
-visit's photos go together (a short visit whole, its rest photo first): each
-task costs the client a few ms of CPU. A visit whose rest photo is already
-stored, and not measured again, stays one task.
+tasks to Dask that **shrink as the queue does**, so that the workers share the
+load evenly to the end: while many files wait, a task carries several whole
+visits (each Dask task costs the client several ms of CPU, whatever it
+carries); near the end, one photo. Within a visit, expression photos are
+measured against the visit's rest photo, so the rest photo goes first: in the
+same task, or, when the visit does not fit, in a task of its own, and once it
+is stored the expression photos follow carrying the rest photo's landmarks (no
+worker detects a rest photo twice). A visit whose rest photo is already
+stored, and not measured again, stays in one task.
 
 **Workers** read the files themselves (the paths must be readable by them),
 keep one IMAGE-mode :class:`~symmetry.landmarks.Landmarker` per worker thread,
@@ -27,10 +28,12 @@ and return plain data: the tidy measure rows, scale and pose, and the
 metadata-stripped copy of the photo, or a reason string when a file cannot be
 measured. A worker never touches the database.
 
-**Only the client writes**, as each task's results arrive, in one
-transaction per recording (the stored copy is written first, then the
-recording and all its measurement rows are committed together), so a SQLite
-file works and a crash or Ctrl-C leaves only complete recordings; running the
+**Only the client writes**, as each task's results arrive, one transaction
+per visit in the task (each stored copy is written first, then the recordings
+and all their measurement rows are committed together; when one file cannot be
+stored, the visit's files are stored one by one and that file alone is
+reported), so a SQLite file works and a crash or Ctrl-C leaves only complete
+recordings; running the
 batch again resumes where it stopped. (Stored recordings that the manifest does
 not list but that need measuring again, because their visit gained a rest photo
 or their patient an affected side, are re-measured at the end by the client with
@@ -62,7 +65,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,11 +105,11 @@ _ONE_THREAD_ENV = {
 _CONNECT_TIMEOUT_S = 20
 _HASH_THREADS = 8
 _STORED_REST = -1  # rest_key of a result measured against the visit's stored rest photo
-#: Most photos of one visit in one task. Each Dask task costs the client (and scheduler) about 5 ms
-#: of CPU whatever it carries (measured on the 2-core test machine), as much as storing its file: a
-#: cluster of many workers would wait on the client. While plenty of tasks wait, a short visit goes
-#: whole (rest photo first) and a longer one's expression photos together; near the end, one per task.
-_MAX_FILES_PER_TASK = 4
+#: Most photos in one task. Each Dask task costs the client (and the local scheduler) 6-12 ms of CPU
+#: whatever it carries (measured on the 2-core test machine), more than storing two files: a cluster
+#: of many workers would wait on the client. While plenty of files wait, a task carries whole visits
+#: (each rest photo first) up to this many photos; near the end, one photo per task.
+_MAX_FILES_PER_TASK = 12
 
 
 class BatchError(SymmetryError):
@@ -531,6 +534,11 @@ def _measure_visit(task: _VisitTask) -> list[_Outcome]:
     return out
 
 
+def _measure_visits(tasks: Sequence[_VisitTask]) -> list[list[_Outcome]]:
+    """Worker: several visits' files in one Dask task (each task costs the client a few ms of CPU)."""
+    return [_measure_visit(task) for task in tasks]
+
+
 # --------------------------------------------------------------------------- client side: the plan
 
 
@@ -726,40 +734,62 @@ def _make_plan(store: Store, rows: Sequence[ManifestRow], manifest_name: str, re
 # --------------------------------------------------------------------------- client side: storing
 
 
-def _store_outcome(
-    store: Store, visit: _Visit, planned: _Planned, outcome: _Outcome, rest_id: int | None
-) -> tuple[int | None, bool]:
-    """Write one measured file in its own transaction: (recording id, whether rows were written).
+def _store_files(
+    store: Store, visit: _Visit, files: Sequence[tuple[_Planned, _Outcome]], ids: dict[int, int | None]
+) -> list[tuple[int | None, bool]]:
+    """Write measured files of one visit in one transaction: (recording id, whether rows were
+    written) for each. ``ids`` (an outcome's ``rest_key`` -> recording id) holds the rest photos
+    stored already; it gains these files' ids once they are committed.
 
     Stores what ingest's :func:`~symmetry.ingest._apply_measured` stores, more cheaply: the client
     is the one writer and shares the machine with the workers. A new file is Core statements only:
-    the patient's and visit's ids (the visit created with its timeline if need be,
-    :func:`~symmetry.store.visit_id_for`), one insert of the recording, and its ~50 measurement
-    rows in one executemany on the table (the ORM's unit of work cost about 5 ms per photo).
+    its stored copy (written first), one insert of the recording, and its ~50 measurement rows in
+    one executemany on the table (the ORM's unit of work cost about 5 ms per photo); the patient's
+    and visit's ids (the visit created with its timeline if need be,
+    :func:`~symmetry.store.visit_id_for`) are looked up once. A file measured again is updated
+    through the ORM.
     """
-    from sqlalchemy import delete
+    from .ingest import _in_write_session, _retry_on_conflict
 
-    from .ingest import _in_write_session, _recording_fields, _retry_on_conflict, _write_media
-    from .store import Measurement, Recording, RecordingKind, visit_id_for
+    def work(s: Any) -> tuple[dict[int, int | None], list[tuple[int | None, bool]]]:
+        known, out = dict(ids), []
+        visit_id: list[int] = []  # looked up for the first new file
+        for planned, outcome in files:  # in the visit's order: a rest photo before its expressions
+            rest_id = known.get(outcome.rest_key) if outcome.rest_key is not None else None
+            if planned.recording_id is not None:
+                stored = _update_recording(s, visit, planned, outcome, rest_id)
+            else:
+                stored = _insert_recording(s, store, visit, planned, outcome, rest_id, visit_id)
+            known[outcome.key] = stored[0]
+            out.append(stored)
+        return known, out
+
+    known, out = _retry_on_conflict(lambda: _in_write_session(store, work))  # type: ignore[misc]
+    ids.update(known)
+    return out
+
+
+def _insert_recording(
+    s: Any, store: Store, visit: _Visit, planned: _Planned, outcome: _Outcome, rest_id: int | None,
+    visit_id: list[int],
+) -> tuple[int | None, bool]:
+    """A new file's stored copy, recording and measurement rows (``visit_id``: the visit's id once known)."""
+    from .ingest import _recording_fields, _write_media
+    from .store import RecordingKind, visit_id_for
 
     r, measured = planned.row, outcome.measured
-    assert measured is not None
-    fields = lambda: _recording_fields(measured, rest_id, visit.affected_side)  # noqa: E731
-    if planned.recording_id is not None:
-        with store.session(write=True) as s:
-            rec = s.get(Recording, planned.recording_id)
-            if rec is None:  # deleted meanwhile
-                return None, False
-            s.execute(delete(Measurement).where(Measurement.recording_id == rec.id))
-            s.expire(rec, ["measurements"])
-            for name, value in fields().items():
-                setattr(rec, name, value)
-            s.flush()
-            _insert_measurements(s, rec.id, measured.rows)
-            return rec.id, True
-
-    assert outcome.blob is not None
-    columns = {
+    assert measured is not None and outcome.blob is not None
+    st, conn = _statements(), s.connection()
+    found = conn.execute(st.recording_by_sha, {"sha": planned.sha256}).scalar()
+    if found is not None:
+        return found, False  # committed meanwhile by a concurrent ingest
+    if not visit_id:
+        pid = conn.execute(st.patient_by_code, {"code": r.patient}).scalar()
+        if pid is None:
+            raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
+        visit_id.append(visit_id_for(conn, pid, r.visit_date))
+    values = {
+        "visit_id": visit_id[0],
         "kind": RecordingKind.PHOTO.value,
         "expression": r.expression,
         "sha256": planned.sha256,
@@ -768,22 +798,33 @@ def _store_outcome(
         "original_name": r.path.name[:255],
         "width_px": outcome.width_px,
         "height_px": outcome.height_px,
+        **_recording_fields(measured, rest_id, visit.affected_side),
     }
+    rid = conn.execute(st.insert_recording, values).scalar_one()
+    _insert_measurements(conn, rid, measured.rows)
+    return rid, True
 
-    def work(s: Any) -> tuple[int | None, bool]:
-        st, conn = _statements(), s.connection()
-        found = conn.execute(st.recording_by_sha, {"sha": planned.sha256}).scalar()
-        if found is not None:
-            return found, False  # committed meanwhile by a concurrent ingest
-        pid = conn.execute(st.patient_by_code, {"code": r.patient}).scalar()
-        if pid is None:
-            raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
-        values = {"visit_id": visit_id_for(conn, pid, r.visit_date), **columns, **fields()}
-        rid = conn.execute(st.insert_recording, values).scalar_one()
-        _insert_measurements(conn, rid, measured.rows)
-        return rid, True
 
-    return _retry_on_conflict(lambda: _in_write_session(store, work))  # type: ignore[return-value]
+def _update_recording(
+    s: Any, visit: _Visit, planned: _Planned, outcome: _Outcome, rest_id: int | None
+) -> tuple[int | None, bool]:
+    """A stored recording measured again: its fields and measurement rows replaced."""
+    from sqlalchemy import delete
+
+    from .ingest import _recording_fields
+    from .store import Measurement, Recording
+
+    assert outcome.measured is not None
+    rec = s.get(Recording, planned.recording_id)
+    if rec is None:  # deleted meanwhile
+        return None, False
+    s.execute(delete(Measurement).where(Measurement.recording_id == rec.id))
+    s.expire(rec, ["measurements"])
+    for name, value in _recording_fields(outcome.measured, rest_id, visit.affected_side).items():
+        setattr(rec, name, value)
+    s.flush()
+    _insert_measurements(s, rec.id, outcome.measured.rows)
+    return rec.id, True
 
 
 @functools.lru_cache(maxsize=None)
@@ -880,16 +921,26 @@ class _Job:
     rest_file: tuple[str, str, bool] | None = None
     rest_face: Any = None
 
+    @property
+    def n_files(self) -> int:
+        return len(self.keys) + len(self.then)
+
+    @property
+    def splittable(self) -> bool:
+        """Whether parts of it may go to different tasks: not when each part would detect the
+        visit's stored rest photo again, nor a rest photo whose expressions follow it."""
+        return not self.then and self.visit.stored_rest is None
+
 
 def _jobs(visit: _Visit) -> list[_Job]:
-    """A visit's files as tasks: one file per task where possible, so the workers share the load evenly.
+    """A visit's files as jobs, which :class:`_Queue` fits into tasks.
 
     Expression photos are measured against the visit's rest photo: when the rest photo is measured in
-    this batch, it goes first (with the visit's other rest photos) and its expression photos follow,
-    carrying its landmarks (no worker detects the rest photo twice): one per task near the end of the
-    batch, several while many tasks wait (:func:`_files_per_task`; then a short visit goes whole, its
-    rest photo first). A visit whose rest photo is stored and not measured again stays one task (each
-    task would detect that photo again).
+    this batch, it goes first (with the visit's other rest photos) and its expression photos follow it,
+    in the same task when the whole visit fits (:meth:`_Queue.take`), or else as a job of their own
+    once the rest photo is stored, carrying its landmarks (no worker detects the rest photo twice). A
+    visit whose rest photo is stored and not measured again is one job, never split (each part would
+    detect that photo again); a visit without a rest photo is one job per file.
     """
     from .ingest import REST
 
@@ -903,10 +954,45 @@ def _jobs(visit: _Visit) -> list[_Job]:
     return [_Job(visit, (k,)) for k in keys]
 
 
-def _files_per_task(queued_tasks: int, threads: int) -> int:
-    """Files of one visit per task: up to :data:`_MAX_FILES_PER_TASK` while at least four tasks per
-    worker thread and file of the task wait in the queue, so that the workers still finish together."""
-    return max(1, min(_MAX_FILES_PER_TASK, queued_tasks // (4 * max(threads, 1))))
+def _files_per_task(queued_files: int, threads: int) -> int:
+    """Files per task: an eighth of those waiting per worker thread (a fourth for one thread), up to
+    :data:`_MAX_FILES_PER_TASK`. Tasks shrink as the queue does, to one file near the end, so the
+    workers finish together."""
+    return max(1, min(_MAX_FILES_PER_TASK, queued_files // (4 * max(threads, 1))))
+
+
+class _Queue:
+    """The jobs waiting to be submitted, in order, and how many files they hold."""
+
+    def __init__(self, jobs: Iterable[_Job]) -> None:
+        self._jobs = collections.deque(jobs)
+        self.files = sum(j.n_files for j in self._jobs)
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs)
+
+    def push_front(self, job: _Job) -> None:
+        """A job that must go next (a visit's expression photos once its rest photo is stored)."""
+        self._jobs.appendleft(job)
+        self.files += job.n_files
+
+    def take(self, room: int, *, first: bool) -> _Job | None:
+        """The next job, fitted to ``room`` files: a visit whole (rest photo first) when it fits;
+        follow-up expression photos split when they do not. ``first``: the task's first job, taken
+        even when larger than ``room``. None when the next job does not fit."""
+        job = self._jobs[0]
+        if job.then and job.n_files <= room:
+            job = _Job(job.visit, job.keys + job.then)  # the whole visit in one task, its rest photo first
+        elif len(job.keys) > room and job.splittable:
+            rest = _Job(job.visit, job.keys[room:], rest_file=job.rest_file, rest_face=job.rest_face)
+            self._jobs[0] = rest
+            self.files -= room
+            return _Job(job.visit, job.keys[:room], rest_file=job.rest_file, rest_face=job.rest_face)
+        elif len(job.keys) > room and not first:
+            return None
+        self._jobs.popleft()
+        self.files -= job.n_files
+        return job
 
 
 def _worker_failure(exc: BaseException) -> str:
@@ -928,10 +1014,8 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
 
     where = lambda r: f"{manifest_name}:{r.line}"  # noqa: E731
     # longest visits first (their rest photos unlock the most tasks); follow-up tasks jump the queue
-    queue: collections.deque[_Job] = collections.deque(
-        job for v in sorted(plan.visits, key=lambda v: -len(v.items)) for job in _jobs(v)
-    )
-    in_flight: dict[Any, _Job] = {}
+    queue = _Queue(job for v in sorted(plan.visits, key=lambda v: -len(v.items)) for job in _jobs(v))
+    in_flight: dict[Any, list[_Job]] = {}
     # results fetched by the client's event loop as tasks finish (no blocking round trip per task)
     results = as_completed(loop=client.loop, with_results=True, raise_errors=False)
     names = (f"symmetry-visit-{os.urandom(4).hex()}-{i}" for i in itertools.count())
@@ -940,10 +1024,16 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
         return [_Outcome(k, reason=f"{job.visit.items[k].row.path}: {why}") for k in job.keys]
 
     def submit_next() -> None:
-        while queue:
-            job = queue.popleft()
-            if job.then and len(job.keys) + len(job.then) <= _files_per_task(len(queue), report.workers):
-                job = _Job(job.visit, job.keys + job.then)  # plenty waits: the whole visit in one task
+        """Submit one Dask task: the next job and, while many files wait, the jobs after it (whole
+        visits where they fit) up to :func:`_files_per_task` files."""
+        size = _files_per_task(queue.files, report.workers)
+        jobs: list[_Job] = []
+        tasks: list[_VisitTask] = []
+        files = 0
+        while queue and files < size:
+            job = queue.take(size - files, first=not jobs)
+            if job is None:
+                break
             try:
                 task = _task(store, job.visit, job.keys, rest_file=job.rest_file, rest_face=job.rest_face,
                              keep_rest_face=bool(job.then))
@@ -951,27 +1041,40 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 why = f"the visit's stored rest photo cannot be read ({exc.strerror or exc})"
                 settle(job, fail(job, why))
                 continue
-            future = client.submit(_measure_visit, task, pure=False, key=next(names))
-            in_flight[future] = job
+            jobs.append(job)
+            tasks.append(task)
+            files += len(job.keys)
+        if jobs:
+            future = client.submit(_measure_visits, tuple(tasks), pure=False, key=next(names))
+            in_flight[future] = jobs
             results.add(future)
-            return
 
     def settle(job: _Job, outcomes: list[_Outcome]) -> None:
         visit = job.visit
         ids: dict[int, int | None] = {_STORED_REST: visit.stored_rest_id}
-        reference: tuple[int, Any] | None = None  # the rest photo the expressions follow: (key, landmarks)
-        for outcome in outcomes:  # in the visit's order: a rest photo is stored before its expressions
+        files = []
+        for outcome in outcomes:
             planned = visit.items[outcome.key]
             if outcome.measured is None:
                 report.failed.append(RowProblem(where(planned.row), outcome.reason or "not measured"))
+            else:
+                files.append((planned, outcome))
+        stored: list[tuple[int | None, bool] | None]
+        try:
+            stored = list(_store_files(store, visit, files, ids)) if files else []
+        except (SymmetryError, OSError):  # find the file that cannot be stored: one transaction each
+            stored = []
+            for planned, outcome in files:
+                try:
+                    stored.extend(_store_files(store, visit, [(planned, outcome)], ids))
+                except (SymmetryError, OSError) as exc:
+                    report.failed.append(RowProblem(where(planned.row), f"{planned.row.path}: cannot store ({exc})"))
+                    stored.append(None)
+        reference: tuple[int, Any] | None = None  # the rest photo the expressions follow: (key, landmarks)
+        for (planned, outcome), done in zip(files, stored):
+            if done is None:
                 continue
-            rest_id = ids.get(outcome.rest_key) if outcome.rest_key is not None else None
-            try:
-                rid, wrote = _store_outcome(store, visit, planned, outcome, rest_id)
-            except (SymmetryError, OSError) as exc:
-                report.failed.append(RowProblem(where(planned.row), f"{planned.row.path}: cannot store ({exc})"))
-                continue
-            ids[outcome.key] = rid
+            rid, wrote = done
             if outcome.face is not None and reference is None and rid is not None:
                 reference = (outcome.key, outcome.face)
             if not wrote:
@@ -990,9 +1093,7 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 visit.stored_rest_id = ids[key]
                 p = visit.items[key]
                 rest_file = (str(p.row.path), p.sha256, p.row.mirrored)
-            size = _files_per_task(len(queue), report.workers)
-            groups = [job.then[i : i + size] for i in range(0, len(job.then), size)]
-            queue.extendleft(_Job(visit, g, rest_file=rest_file, rest_face=face) for g in reversed(groups))
+            queue.push_front(_Job(visit, job.then, rest_file=rest_file, rest_face=face))
 
     # a few tasks per worker thread in flight: the cluster stays busy, and the client holds only
     # those tasks' stored rest photos and results in memory, however long the manifest
@@ -1001,14 +1102,15 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
         submit_next()
     try:
         for future, result in results:
-            job = in_flight.pop(future)
+            jobs = in_flight.pop(future)
             if future.status == "finished":
-                outcomes: list[_Outcome] = result
+                answers: list[list[_Outcome]] = result
             else:  # the worker died, or cannot run symmetry: (type, exception, traceback) or the exception
                 exc = result[1] if isinstance(result, tuple) else result
-                outcomes = fail(job, _worker_failure(exc))
+                answers = [fail(job, _worker_failure(exc)) for job in jobs]
             future.release()
-            settle(job, outcomes)
+            for job, outcomes in zip(jobs, answers):
+                settle(job, outcomes)
             while queue and len(in_flight) < limit:
                 before = len(in_flight)
                 submit_next()
@@ -1035,8 +1137,9 @@ def run_batch(
 
     Stores exactly what :func:`symmetry.ingest.ingest_manifest` stores for the
     same manifest (same recordings, rows and values), but measures on Dask
-    workers in small tasks (a visit's rest photo first; see the module docstring); only this
-    process writes to ``store``, one transaction per recording, as results arrive.
+    workers in tasks of whole visits, shrinking to single photos near the end (a visit's rest photo
+    first; see the module docstring); only this process writes to ``store``, one transaction per
+    visit of a task, as results arrive.
 
     Parameters
     ----------

@@ -150,6 +150,45 @@ def test_cli_rerun_skips_everything_and_adds_nothing(batched, cohort, client, mo
     assert len(recordings_of(home)) == 12
 
 
+def test_a_file_that_cannot_be_stored_fails_alone_and_a_rerun_stores_it(cohort, client, ingested, tmp_path,
+                                                                         monkeypatch):
+    """A visit's files are stored in one transaction; when one cannot be stored (its copy cannot be
+    written: disk full), that file alone is reported and the rest of its visit is stored."""
+    import symmetry.batch as batch
+    import symmetry.ingest as ingest
+
+    with open(cohort, newline="") as f:
+        rows = list(csv.DictReader(f))
+    smile = next(r for r in rows if r["expression"] == "smile_open")
+    bad_sha = file_sha256(cohort.parent / smile["path"])
+    real_write = ingest._write_media
+
+    def write_media(store, sha, data, ext):
+        if sha == bad_sha:
+            raise OSError(28, "No space left on device")
+        return real_write(store, sha, data, ext)
+
+    monkeypatch.setattr(ingest, "_write_media", write_media)
+    monkeypatch.setattr(batch, "_files_per_task", lambda queued, threads: 4)  # whole visits: rest + smile
+    home = tmp_path / "home"
+    with open_store(home=home) as store:
+        report = run_batch(store, cohort, client=client)
+    line = f"manifest.csv:{rows.index(smile) + 2}"
+    failed = {p.source: p.reason for p in report.failed}
+    assert report.added == 11 and "No space left on device" in failed[line] and "cannot store" in failed[line]
+    got = recordings_of(home)
+    assert bad_sha not in set(got["sha256"]) and got["sha256"].is_unique
+    same_visit = got[(got["patient"] == smile["patient"]) & (got["visit_date"] == smile["visit_date"])]
+    assert list(same_visit["expression"]) == ["rest"]  # its rest photo is stored all the same
+
+    monkeypatch.setattr(ingest, "_write_media", real_write)
+    with open_store(home=home) as store:
+        again = run_batch(store, cohort, client=client)
+    assert (again.added, again.skipped) == (1, 11)
+    pd.testing.assert_frame_equal(recordings_of(home), recordings_of(ingested))
+    pd.testing.assert_frame_equal(measurements_of(home), measurements_of(ingested), check_exact=True)
+
+
 def test_an_older_algorithm_version_is_measured_again(batched, cohort, client, ingested):
     home, _, _ = batched
     con = sqlite3.connect(home / "symmetry.sqlite3")
@@ -229,16 +268,17 @@ def test_a_visit_sent_in_tasks_of_any_size_is_stored_as_ingest_stores_it(
     submitted: list[int] = []  # files per task
     real_submit = client.submit
 
-    def submit(fn, task, **kw):
-        submitted.append(len(task.items))
-        return real_submit(fn, task, **kw)
+    def submit(fn, tasks, **kw):
+        assert len(tasks) == 1  # one visit
+        submitted.append(len(tasks[0].items))
+        return real_submit(fn, tasks, **kw)
 
     monkeypatch.setattr(client, "submit", submit)
 
     with open_store(home=tmp_path / "batch") as store:
         report = run_batch(store, manifest, client=client)
     assert report.ok and report.added == 4, report.failed
-    assert set(asked) == {(0, 2)} and sorted(submitted) == tasks
+    assert asked[0] == (4, 2) and {t for _, t in asked} == {2} and sorted(submitted) == tasks
     with open_store(home=tmp_path / "ingest") as store:
         assert ingest_manifest(store, manifest, landmarker=landmarker).added == 4
     pd.testing.assert_frame_equal(recordings_of(tmp_path / "batch"), recordings_of(tmp_path / "ingest"))
@@ -252,6 +292,40 @@ def test_tasks_carry_several_files_only_while_many_wait():
     assert _files_per_task(0, 2) == 1 and _files_per_task(15, 2) == 1  # near the end: one file per task
     assert _files_per_task(16, 2) == 2 and _files_per_task(10_000, 2) == _MAX_FILES_PER_TASK
     assert _files_per_task(100, 32) == 1 and _files_per_task(10_000, 0) == _MAX_FILES_PER_TASK
+
+
+def test_a_task_packs_whole_visits_and_splits_only_what_need_not_stay_together(tmp_path):
+    """The queue fills a task with whole visits (rest photo first) while they fit, sends a rest photo
+    ahead of its expressions when the visit does not fit, splits follow-up expression photos, and
+    never splits a visit measured against its stored rest photo (each part would detect it again)."""
+    import datetime as dt
+
+    from symmetry.batch import _jobs, _Planned, _Queue, _Visit
+    from symmetry.ingest import ManifestRow
+
+    def visit(expressions, stored_rest=None):
+        v = _Visit("P01", None, stored_rest=stored_rest)
+        for k, e in enumerate(expressions):
+            row = ManifestRow(line=k + 2, path=tmp_path / f"{e}{k}.jpg", patient="P01", visit_date=dt.date(2024, 1, 1),
+                              expression=e, mirrored=False)
+            v.items.append(_Planned(row, f"{k:064x}", None))
+        return v
+
+    a, b = visit(["rest", "smile", "pucker"]), visit(["rest", "smile", "pucker", "eee", "brow_raise"])
+    c = visit(["smile", "pucker", "eee"], stored_rest=("ab/cd.jpg", False))
+    queue = _Queue(j for v in (a, b, c) for j in _jobs(v))
+    assert queue.files == 11
+    first = queue.take(6, first=True)
+    assert first.visit is a and first.keys == (0, 1, 2) and not first.then  # whole, rest first
+    ahead = queue.take(3, first=False)
+    assert ahead.visit is b and ahead.keys == (0,) and ahead.then == (1, 2, 3, 4)  # the rest photo goes ahead
+    assert queue.take(2, first=False) is None and queue.files == 3  # the stored-rest visit stays whole...
+    assert queue.take(2, first=True).keys == (0, 1, 2) and not queue  # ...even alone in a task
+
+    queue.push_front(type(ahead)(b, ahead.then, rest_file=("rest0.jpg", "0" * 64, False)))
+    part = queue.take(3, first=True)
+    assert part.keys == (1, 2, 3) and part.rest_file is not None and queue.files == 1  # follow-ups split
+    assert queue.take(3, first=True).keys == (4,) and not queue and queue.files == 0
 
 
 def test_a_task_with_a_rest_photo_and_its_expressions_detects_each_photo_once(cohort, monkeypatch):
