@@ -753,12 +753,14 @@ def _store_files(
 
     def work(s: Any) -> tuple[dict[int, int | None], list[tuple[int | None, bool]]]:
         known, out = dict(ids), []
-        visit_id: list[int] = []  # looked up for the first new file
+        new = next((p.row for p, _ in files if p.recording_id is None), None)
+        visit_id = _visit_id(s.connection(), new) if new is not None else None
         for planned, outcome in files:  # in the visit's order: a rest photo before its expressions
             rest_id = known.get(outcome.rest_key) if outcome.rest_key is not None else None
             if planned.recording_id is not None:
                 stored = _update_recording(s, visit, planned, outcome, rest_id)
             else:
+                assert visit_id is not None
                 stored = _insert_recording(s, store, visit, planned, outcome, rest_id, visit_id)
             known[outcome.key] = stored[0]
             out.append(stored)
@@ -769,13 +771,22 @@ def _store_files(
     return out
 
 
+def _visit_id(conn: Any, row: ManifestRow) -> int:
+    """The id of the row's visit, created with its timeline if need be (InputError: no such patient)."""
+    from .store import visit_id_for
+
+    pid = conn.execute(_statements().patient_by_code, {"code": row.patient}).scalar()
+    if pid is None:
+        raise InputError(row.path, f"patient {row.patient} vanished from the database during the batch")
+    return visit_id_for(conn, pid, row.visit_date)
+
+
 def _insert_recording(
-    s: Any, store: Store, visit: _Visit, planned: _Planned, outcome: _Outcome, rest_id: int | None,
-    visit_id: list[int],
+    s: Any, store: Store, visit: _Visit, planned: _Planned, outcome: _Outcome, rest_id: int | None, visit_id: int
 ) -> tuple[int | None, bool]:
-    """A new file's stored copy, recording and measurement rows (``visit_id``: the visit's id once known)."""
+    """A new file's stored copy, recording and measurement rows, in visit ``visit_id``."""
     from .ingest import _recording_fields, _write_media
-    from .store import RecordingKind, visit_id_for
+    from .store import RecordingKind
 
     r, measured = planned.row, outcome.measured
     assert measured is not None and outcome.blob is not None
@@ -783,13 +794,8 @@ def _insert_recording(
     found = conn.execute(st.recording_by_sha, {"sha": planned.sha256}).scalar()
     if found is not None:
         return found, False  # committed meanwhile by a concurrent ingest
-    if not visit_id:
-        pid = conn.execute(st.patient_by_code, {"code": r.patient}).scalar()
-        if pid is None:
-            raise InputError(r.path, f"patient {r.patient} vanished from the database during the batch")
-        visit_id.append(visit_id_for(conn, pid, r.visit_date))
     values = {
-        "visit_id": visit_id[0],
+        "visit_id": visit_id,
         "kind": RecordingKind.PHOTO.value,
         "expression": r.expression,
         "sha256": planned.sha256,
@@ -1061,7 +1067,7 @@ def _run_plan(store: Store, plan: _Plan, client: Client, report: BatchReport, pr
                 files.append((planned, outcome))
         stored: list[tuple[int | None, bool] | None]
         try:
-            stored = list(_store_files(store, visit, files, ids)) if files else []
+            stored = _store_files(store, visit, files, ids) if files else []
         except (SymmetryError, OSError):  # find the file that cannot be stored: one transaction each
             stored = []
             for planned, outcome in files:
