@@ -10,7 +10,13 @@ runs in a fresh process, so its peak resident memory (ru_maxrss) is its own.
 
 Figures printed:
 * components on the 1-minute clip: decode only, decode + RGB conversion, and
-  Face Landmarker alone (one thread, VIDEO mode, pre-decoded frames);
+  Face Landmarker alone (one thread, VIDEO mode, pre-decoded frames), with the
+  CPU milliseconds per frame of the last two; from those, the machine's
+  ceiling for the per-frame pass: every core busy decoding, converting and
+  running the model and nothing else (cores x 1000 / (decode + RGB + model
+  ms)). The model's own cost varies between machines (8-10.5 ms per frame
+  on the 2-core VMs seen so far), so the ``% ceil`` column (fps against that
+  ceiling) is the figure to compare across machines;
 * per clip: ``frames`` (the streaming per-frame pass) and ``measure`` (the
   whole summary: series, events, peak tracking, indicators): wall time,
   frames per second, x real time, CPU seconds per frame, peak memory.
@@ -127,28 +133,31 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def components(clip: Path, n: int = 300) -> None:
+def components(clip: Path, n: int = 300) -> float:
+    """Print the per-frame components; return the machine's ceiling (fps) for the per-frame pass."""
     import av
 
     from symmetry.landmarks import Landmarker, LandmarkerOptions, RunningMode
     from symmetry.video import _to_rgb
 
-    def decode(convert: bool, threads: bool) -> float:
+    def decode(convert: bool, threads: bool) -> tuple[float, float]:
+        """(frames per second, CPU ms per frame)."""
         with av.open(str(clip)) as c:
             s = c.streams.video[0]
             if threads:
                 s.thread_type = "AUTO"
-            t0, k = time.perf_counter(), 0
+            t0, c0, k = time.perf_counter(), time.process_time(), 0
             for frame in c.decode(s):
                 if convert:
                     _to_rgb(frame, 0)
                 k += 1
                 if k >= 3 * n:
                     break
-            return k / (time.perf_counter() - t0)
+            return k / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / k
 
-    print(f"  decode only: {decode(False, False):.0f} fps (1 thread), {decode(False, True):.0f} fps (threads)")
-    print(f"  decode + RGB: {decode(True, False):.0f} fps (1 thread), {decode(True, True):.0f} fps (threads)")
+    print(f"  decode only: {decode(False, False)[0]:.0f} fps (1 thread), {decode(False, True)[0]:.0f} fps (threads)")
+    rgb_fps, rgb_cpu = decode(True, False)
+    print(f"  decode + RGB: {rgb_fps:.0f} fps (1 thread, {rgb_cpu:.2f} ms CPU/frame), {decode(True, True)[0]:.0f} fps (threads)")
     with av.open(str(clip)) as c:
         frames = []
         for k, f in enumerate(c.decode(video=0)):
@@ -157,12 +166,19 @@ def components(clip: Path, n: int = 300) -> None:
                 break
     with Landmarker(LandmarkerOptions(running_mode=RunningMode.VIDEO, num_faces=1)) as lm:
         lm.detect_for_video(frames[0][0], frames[0][1])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for rgb, ts in frames[1:]:
             lm.detect_for_video(rgb, ts)
         fps = (len(frames) - 1) / (time.perf_counter() - t0)
+        lm_cpu = 1000 * (time.process_time() - c0) / (len(frames) - 1)
     del frames
-    print(f"  Face Landmarker alone (VIDEO mode, 1 thread, incl. conversion to symmetry arrays): {fps:.0f} fps")
+    print(f"  Face Landmarker alone (VIDEO mode, 1 thread, incl. conversion to symmetry arrays): {fps:.0f} fps, "
+          f"{lm_cpu:.2f} ms CPU/frame")
+    cores = len(os.sched_getaffinity(0))
+    ceiling = cores * 1000.0 / (lm_cpu + rgb_cpu)
+    print(f"  ceiling on {cores} cores (every core busy with decode + RGB + landmarks only, nothing else): "
+          f"{ceiling:.0f} fps")
+    return ceiling
 
 
 def main() -> None:
@@ -192,10 +208,12 @@ def main() -> None:
         if not existed:
             print(f"made {path.name} in {time.perf_counter() - t0:.0f} s")
         clips.append((minutes, path))
+    ceiling = None
     if not args.no_components:
         print(f"components ({clips[0][1].name}):")
-        components(clips[0][1])
-    print(f"{'clip':<28}{'mode':<9}{'frames':>7}{'events':>7}{'wall s':>8}{'fps':>7}{'x real':>8}{'cpu ms/f':>9}{'peak MB':>9}")
+        ceiling = components(clips[0][1])
+    print(f"{'clip':<28}{'mode':<9}{'frames':>7}{'events':>7}{'wall s':>8}{'fps':>7}{'x real':>8}{'cpu ms/f':>9}{'peak MB':>9}"
+          + (f"{'% ceil':>8}" if ceiling else ""))
     for minutes, path in clips:
         for mode in args.modes:
             cmd = [sys.executable, __file__, "--child", mode, str(path), "--workers", str(args.workers)]
@@ -207,7 +225,8 @@ def main() -> None:
             r = json.loads(lines[-1])
             fps = r["frames"] / r["wall_s"]
             print(f"{path.name:<28}{mode:<9}{r['frames']:>7}{r['events']:>7}{r['wall_s']:>8.1f}{fps:>7.0f}"
-                  f"{r['duration_s'] / r['wall_s']:>8.2f}{1000 * r['cpu_s'] / r['frames']:>9.2f}{r['peak_rss_mb']:>9.0f}")
+                  f"{r['duration_s'] / r['wall_s']:>8.2f}{1000 * r['cpu_s'] / r['frames']:>9.2f}{r['peak_rss_mb']:>9.0f}"
+                  + (f"{100 * fps / ceiling:>8.0f}" if ceiling else ""))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
