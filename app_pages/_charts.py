@@ -101,24 +101,29 @@ def trend_figure(series: pd.DataFrame, expression: str, measure: str, sides: Ite
 
 
 def timeline_figure(visits: pd.DataFrame, scores: pd.DataFrame | None = None) -> go.Figure:
-    """The patient's visits on a days-from-surgery axis, coloured by phase."""
+    """The patient's visits on a days-from-surgery axis, coloured by phase.
+
+    Labels alternate above and below the markers in time order, so visits a few weeks
+    apart do not print their dates over each other.
+    """
     fig = go.Figure()
     v = visits.dropna(subset=["days_from_procedure"])
     if not v.empty:
         shade_phases(fig)
+    order = v["days_from_procedure"].astype(float).rank(method="first").astype(int) - 1  # 0 = first visit
     for phase, g in v.groupby("phase", sort=False):
         fig.add_trace(go.Scatter(
             x=g["days_from_procedure"].astype(float), y=[0] * len(g), mode="markers+text",
             name=PHASE_LABELS.get(str(phase), str(phase)),
             marker=dict(size=18, color=PHASE_COLOURS.get(str(phase), "#777"), symbol="circle"),
             text=[f"{d}<br>{n} photo(s)" for d, n in zip(g["visit_date"].astype(str), g["n_recordings"])],
-            textposition="top center",
+            textposition=["top center" if k % 2 == 0 else "bottom center" for k in order[g.index]],
             hovertemplate="%{text}<br>day %{x:.0f}<extra></extra>",
         ))
-    fig.update_layout(height=250, showlegend=True, **_LAYOUT,
+    fig.update_layout(height=280, showlegend=True, **_LAYOUT,
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
                       title=dict(text="Visits, days from surgery", font=dict(size=14)))
-    fig.update_yaxes(visible=False, range=[-0.6, 1.2])
+    fig.update_yaxes(visible=False, range=[-1.2, 1.2])
     fig.update_xaxes(title_text="days from surgery")
     if not v.empty:
         x = v["days_from_procedure"].astype(float)
