@@ -146,6 +146,8 @@ def components(clip: Path, n: int = 300) -> float:
             s = c.streams.video[0]
             if threads:
                 s.thread_type = "AUTO"
+            else:
+                s.codec_context.thread_count = 1  # as each worker of the pass decodes
             t0, c0, k = time.perf_counter(), time.process_time(), 0
             for frame in c.decode(s):
                 if convert:
