@@ -19,6 +19,7 @@ from .landmarks import CONTOURS, Side
 __all__ = [
     "DEFAULT_IRIS_MM",
     "MIN_IRIS_PX",
+    "LOW_RES_IRIS_PX",
     "CLOSED_FRACTION",
     "ScaleSource",
     "Calibration",
@@ -31,6 +32,7 @@ __all__ = [
     "iris_visible",
     "lid_gap_fraction",
     "require_iris_px",
+    "low_resolution_warning",
     "calibrate_from_iris",
     "manual_calibration",
     "session_calibration",
@@ -41,6 +43,11 @@ DEFAULT_IRIS_MM = 11.77
 #: Below this horizontal iris diameter (pixels) a photo is refused: one pixel would
 #: then be over 2 mm, the perception threshold of an eyelid asymmetry.
 MIN_IRIS_PX = 6.0
+#: Below this horizontal iris diameter (pixels) a face is measured with a warning: one pixel is
+#: then over 1.2 mm, and the lid skin has too little texture to track, so a lid sliding over the
+#: eye is under-reported (``benchmarks/validity.py``: 1-3 mm lid slides recovered 46-88% on the
+#: astronaut portrait, 8.6 px iris, against 88-99% on three frontal portraits of 21-24 px).
+LOW_RES_IRIS_PX = 10.0
 #: Above this relative difference between the two irises the scale is flagged.
 _IRIS_MISMATCH_FLAG = 0.10
 #: An eye whose lid gap at the pupil is under this fraction of its iris width is closed for calibration.
@@ -146,6 +153,20 @@ def require_iris_px(iris_px: float, source: str | None = None) -> None:
             f"face too small: iris is {iris_px:.1f} px wide, under the {MIN_IRIS_PX:.0f} px minimum; "
             "use a closer or higher-resolution photo",
         )
+
+
+def low_resolution_warning(iris_px: float, what: str = "photo") -> str | None:
+    """The warning for a face whose iris is under :data:`LOW_RES_IRIS_PX` pixels, else ``None``.
+
+    ``iris_px``: mean horizontal iris diameter, pixels; ``what``: "photo" or "video".
+    """
+    if not np.isfinite(iris_px) or iris_px >= LOW_RES_IRIS_PX:
+        return None
+    return (
+        f"low resolution: iris {iris_px:.1f} px wide ({DEFAULT_IRIS_MM / iris_px:.1f} mm per pixel), under "
+        f"{LOW_RES_IRIS_PX:.0f} px: eyelid changes and other differences under about 1.5 mm are unreliable; "
+        f"use a closer or higher-resolution {what}"
+    )
 
 
 def calibrate_from_iris(

@@ -24,6 +24,7 @@ from .calibration import (
     calibrate_from_iris,
     iris_diameters_px,
     iris_visible,
+    low_resolution_warning,
     manual_calibration,
     require_iris_px,
     session_calibration,
@@ -236,6 +237,9 @@ def _prepare(
     iris = [d for d in iris_diameters_px(points).values() if np.isfinite(d)]
     if iris:  # whatever the scale: one pixel would be over 2 mm
         require_iris_px(max(iris), source)
+        low_res = low_resolution_warning(float(np.mean(iris)))
+        if low_res:
+            warnings.append(low_res)
     if options.mm_per_px is not None:
         cal = manual_calibration(options.mm_per_px)
     elif session is not None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .calibration import LOW_RES_IRIS_PX
 from .frame import inter_pupil_px
 from .landmarks import CONTOURS, Side
 
@@ -136,8 +137,9 @@ _LID_TISSUE_WIN = 2.0
 #: Largest distance (iris diameters) of a tissue-tracked lid point from the model's position
 #: (from the margin search's, where that found the lid).
 _LID_TISSUE_DEPARTURE = 0.4
-#: Below this iris width (image px) the lid skin has too little texture to track: no tissue tracking.
-_MIN_TISSUE_IRIS_PX = 10.0
+#: Below this iris width (image px) the lid skin has too little texture to track: no tissue tracking
+#: (and the photo is measured with a low-resolution warning).
+_MIN_TISSUE_IRIS_PX = LOW_RES_IRIS_PX
 #: Largest change of the inter-pupil distance against the stable points' (relative) that tracking
 #: may report; on a real smile clip it changed by up to 3%.
 _IRIS_TRACK_MAX_IPD_CHANGE = 0.05

@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .calibration import DEFAULT_IRIS_MM, MIN_IRIS_PX, Calibration, ScaleSource, session_calibration
+from .calibration import DEFAULT_IRIS_MM, MIN_IRIS_PX, Calibration, ScaleSource, low_resolution_warning, session_calibration
 from .errors import FaceTooSmallError, InputError, NoFaceError
 from .events import (
     EXPRESSIONS,
@@ -948,6 +948,9 @@ def _build_series(
     frames.attrs["units"] = {**{f"{n}_{s}": UNITS[n] for n in STATIC_MEASURES + MOVEMENT_MEASURES for s in ("right", "left")}}
 
     warnings = list(seg.warnings)
+    low_res = low_resolution_warning(float(np.mean(list(calibration.iris_diameter_px.values()))), "video")
+    if low_res:
+        warnings.append(low_res)
     if "iris_mismatch" in calibration.flags:
         warnings.append("the two irises differ by over 10% in width at rest: scale is uncertain")
     missing = int((~face).sum())

@@ -106,6 +106,22 @@ def test_face_below_the_minimum_iris_size_is_refused_with_the_reason(portraits, 
         measure_photo(half, landmarker=landmarker)
 
 
+def test_a_face_too_small_for_lid_tracking_is_measured_with_a_low_resolution_warning(portraits, landmarker, baseline):
+    # astronaut: 8.6 px iris; obama: 20.9 px, and 10.4 px at half size, 9.4 px at 0.45x
+    def low_res(result) -> list[str]:
+        return [w for w in result.warnings if w.startswith("low resolution")]
+
+    (warning,) = low_res(baseline["astronaut"])
+    assert "iris 8.6 px wide" in warning and "under 10 px" in warning and "eyelid changes" in warning
+    assert not low_res(baseline["obama"])
+    for fx, warned in ((0.5, False), (0.45, True)):
+        small = cv2.resize(portraits["obama"], None, fx=fx, fy=fx, interpolation=cv2.INTER_AREA)
+        assert bool(low_res(measure_photo(small, landmarker=landmarker))) is warned, fx
+    # an expression photo of a low-resolution session carries its own and its rest photo's warning
+    both = measure_photo(portraits["astronaut"], rest=portraits["astronaut"], landmarker=landmarker)
+    assert len(low_res(both)) == 1 and any(w.startswith("rest photo: low resolution") for w in both.warnings)
+
+
 @pytest.mark.parametrize("face", ["astronaut", "obama"])
 @pytest.mark.parametrize("angle", [10.0, -10.0])
 def test_in_plane_rotation_changes_vertical_measures_by_under_half_a_millimetre(face, angle, portraits, landmarker, baseline):

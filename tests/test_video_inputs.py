@@ -277,3 +277,12 @@ def test_video_read_errors_are_input_errors_with_the_file_name(tmp_path) -> None
     with pytest.raises(VideoReadError) as info:
         probe_video(_zero_frame_video(tmp_path / "z.mkv"))
     assert str(info.value).startswith(str(tmp_path / "z.mkv") + ": ") and "\n" not in str(info.value)
+
+
+def test_a_low_resolution_video_is_measured_with_a_warning(face, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    small = cv2.resize(face[0], (320, 180), interpolation=cv2.INTER_AREA)  # iris about 7.5 px
+    low = video_frames(encode(tmp_path / "low.mp4", [small] * 15), options=VideoOptions(workers=1))
+    (warning,) = [w for w in low.warnings if w.startswith("low resolution")]
+    assert "under 10 px" in warning and warning.endswith("higher-resolution video"), warning
+    normal = video_frames(encode(tmp_path / "normal.mp4", [face[0]] * 15), options=VideoOptions(workers=1))
+    assert not any(w.startswith("low resolution") for w in normal.warnings), normal.warnings
