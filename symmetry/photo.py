@@ -343,10 +343,12 @@ def measure_photo(
             lm.close()
 
     refined: list[str] = []
+    untracked: str | None = None
     if rest_prep is not None and options.refine:
         tracked = track_points(rest_prep.rgb, rest_prep.points_px, prep.rgb, prep.points_px)
         prep.points_px = tracked.points_px
         refined = tracked.refined_groups()
+        untracked = tracked.untracked_warning(options.mirrored)
         # the frame follows the tracked irises; the scale follows the tracked inter-pupil distance
         # (the nose and face outline when an eye is closed)
         if options.mm_per_px is None:
@@ -362,6 +364,8 @@ def measure_photo(
         measures = _swap_sides(measures)
     measures += asymmetry_measures(measures, options.affected_side)
     warnings = prep.warnings + ([f"rest photo: {w}" for w in rest_prep.warnings] if rest_prep else [])
+    if untracked:
+        warnings.append(untracked)
     return PhotoResult(
         source=prep.source,
         expression=options.expression,

@@ -67,6 +67,13 @@ _GROUPS: dict[str, tuple[tuple[int, ...], float]] = {
 #: Every landmark index refinement may move, by group name.
 REFINED_POINTS: dict[str, tuple[int, ...]] = {name: idx for name, (idx, _) in _GROUPS.items()}
 
+#: The points of each moving feature that :meth:`RefineResult.untracked_warning` checks, per side.
+_FEATURE_POINTS = {
+    "mouth corner": lambda c: [c.commissure],
+    "upper lid": lambda c: list(c.upper_lid[1:-1]),
+    "brow": lambda c: list(c.brow),
+}
+
 _TARGET_IRIS_PX = 48.0
 _MAX_UPSAMPLE = 8.0
 
@@ -114,6 +121,25 @@ class RefineResult:
     def refined_groups(self) -> list[str]:
         """Names of the point groups with at least one refined point."""
         return [name for name, idx in REFINED_POINTS.items() if self.refined[list(idx)].any()]
+
+    def untracked_warning(self, mirrored: bool = False, rest: str = "rest photo") -> str | None:
+        """A warning naming the moving features (mouth corner, upper lid, brow of each patient side)
+        of which no point was refined, so that their movement is the model's; ``None`` if there are none.
+        ``mirrored``: the photo is a mirror image (sides named anatomically); ``rest``: what the
+        rest image is called."""
+        features = []
+        for label in ("mouth corner", "upper lid", "brow"):
+            sides = [(side.other if mirrored else side).value for side in (Side.RIGHT, Side.LEFT)
+                     if not self.refined[_FEATURE_POINTS[label](CONTOURS[side])].any()]
+            if len(sides) == 2:
+                features.append(f"both {label}s")
+            elif sides:
+                features.append(f"the {sides[0]} {label}")
+        if not features:
+            return None
+        return (f"{' and '.join(features)} not tracked from the {rest} (the skin there looks too different, "
+                "e.g. teeth showing in a broad smile): the movement there is the landmark model's, which "
+                "under-reports a one-sided movement")
 
 
 #: Landmarks that move little with expression, for the coarse alignment of the two photos.

@@ -1033,6 +1033,8 @@ class VideoEvent:
         ``auto`` (detected) or ``csv`` (given).
     photo : PhotoResult or None
         The peak frame measured as a photo against the rest frame (for drawing).
+    warnings : list of str
+        What to know about the peak measures (e.g. mouth corners not tracked from the rest frame).
     """
 
     expression: str
@@ -1043,6 +1045,7 @@ class VideoEvent:
     refined: list[str] = field(default_factory=list)
     origin: str = "auto"
     photo: Any = None
+    warnings: list[str] = field(default_factory=list)
 
     def value(self, name: str, side: str) -> float:
         return value_of(self.measures, name, side)
@@ -1055,6 +1058,7 @@ class VideoEvent:
             "peak_s": round(self.peak_s, 3),
             "origin": self.origin,
             "refined_points": list(self.refined),
+            "warnings": list(self.warnings),
             "measures": [m.to_dict() for m in self.measures],
         }
 
@@ -1303,9 +1307,9 @@ class VideoAnalyser:
             out = {}
             for k in by_time.get(target, []):
                 ev = seg.events[k]
-                photo = self._peak_photo(series, rest_rgb, rest_photo, rgb, face, ev.expression, ev.peak_s)
+                photo, untracked = self._peak_photo(series, rest_rgb, rest_photo, rgb, face, ev.expression, ev.peak_s)
                 out[k] = VideoEvent(ev.expression, ev.start_s, ev.end_s, ev.peak_s, photo.measures,
-                                    photo.refined, ev.origin, photo)
+                                    photo.refined, ev.origin, photo, [untracked] if untracked else [])
                 if kdir is not None:
                     name = f"{stem}_{k + 1:02d}_{ev.expression}_{ev.peak_s:.2f}s.png"
                     _save_keyframe(kdir / name, rgb, photo)
@@ -1333,6 +1337,7 @@ class VideoAnalyser:
                 measured[k] = VideoEvent(ev.expression, ev.start_s, ev.end_s, ev.peak_s,
                                          _series_measures(frames, ev.peak_row, opts.affected_side), [], ev.origin)
         events = [measured[k] for k in range(len(seg.events))]
+        warnings += [f"{ev.expression} peak at {ev.peak_s:.2f} s: {w}" for ev in events for w in ev.warnings]
 
         rest = rest_measures_from_baseline(seg.baseline, opts.affected_side)
         inds = indicators(events, frames, seg,
@@ -1361,16 +1366,19 @@ class VideoAnalyser:
         )
 
     def _peak_photo(self, series: FrameSeries, rest_rgb: np.ndarray, rest: Any, rgb: np.ndarray,
-                    face: FaceLandmarks, expression: str, peak_t: float) -> Any:
+                    face: FaceLandmarks, expression: str, peak_t: float) -> tuple[Any, str | None]:
+        """The peak frame measured against the rest frame, and the warning naming features not tracked."""
         from .photo import PhotoResult
         from .refine import track_points
 
         pts = face.points_px.copy()
         refined: list[str] = []
+        untracked = None
         if self.options.refine:
             tracked = track_points(rest_rgb, rest.points_px, rgb, pts)
             pts = tracked.points_px
             refined = tracked.refined_groups()
+            untracked = tracked.untracked_warning(self.options.mirrored, "rest frame")
         cal = session_calibration(rest.calibration, inter_pupil_px(rest.points_px), inter_pupil_px(pts))
         frame = pupil_frame(pts, cal.mm_per_px)
         mm = frame.to_mm(pts)
@@ -1383,7 +1391,7 @@ class VideoAnalyser:
             face=face, points_px=pts, measures=measures, mirrored=self.options.mirrored,
             affected_side=self.options.affected_side, refined=refined, warnings=_pose_warnings(face),
             rest_source=rest.source,
-        )
+        ), untracked
 
 
 #: Frames sampled (evenly over the frames with a face) to look for other faces in the picture.

@@ -45,6 +45,7 @@ def test_known_commissure_displacement_is_recovered_on_its_side(face, mm, angle_
     assert r.value("commissure_movement_angle", "left") == pytest.approx(angle_deg, abs=6.0)
     assert r.value("commissure_movement", "right") < 0.3  # the untouched side stays
     assert "commissures" in r.refined
+    assert not [w for w in r.warnings if "not tracked" in w], r.warnings  # the low-res one is the astronaut's
 
 
 def test_without_refinement_the_model_under_reports(portraits, landmarker, baseline):

@@ -380,6 +380,10 @@ def test_real_clip_smile(pyfeat_clips) -> None:  # type: ignore[no-untyped-def]
     # a broad healthy smile: both corners move, by a plausible and similar amount
     assert all(5.0 <= m <= 25.0 for m in move), move
     assert min(move) / max(move) > 0.7
+    # teeth showing: the corners cannot be tracked from the rest frame, and the summary says so
+    assert "commissures" not in smile.refined
+    assert any(w.startswith("both mouth corners not tracked from the rest frame") for w in smile.warnings)
+    assert any(w.startswith(f"{smile.expression} peak at") and "mouth corners" in w for w in result.warnings)
     # normal eye narrowing with a smile (about 22% in healthy people), not a blink
     assert all(0 <= result.indicator("smile_eye_narrowing", s) <= 45 for s in ("right", "left"))
 
@@ -436,3 +440,28 @@ def test_real_clip_refined_points_stay_on_their_skin_feature(pyfeat_clips) -> No
     assert worst["commissures"] <= 2.0
     assert worst["upper lids"] <= 2.5
     assert worst["lower lids"] <= 2.5
+
+
+def test_real_broad_smile_warns_that_the_mouth_corners_are_the_models(pyfeat_clips) -> None:  # type: ignore[no-untyped-def]
+    """Rest -> broad smile with teeth showing: the corners' skin looks too different to track, so
+    their movement is the model's, and the photo result says so (per anatomical side)."""
+    import av
+
+    from symmetry.landmarks import Landmarker
+    from symmetry.photo import PhotoOptions, measure_photo
+
+    with av.open(str(pyfeat_clips["single_face.mp4"])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    def untracked(result) -> list[str]:  # type: ignore[no-untyped-def]
+        return [w for w in result.warnings if "not tracked from the rest photo" in w]
+
+    with Landmarker() as lm:
+        assert not untracked(measure_photo(frames[3], rest=frames[0], landmarker=lm))  # still at rest
+        (broad,) = untracked(smile := measure_photo(frames[36], rest=frames[0], landmarker=lm))
+        assert broad.startswith("both mouth corners not tracked") and "commissures" not in smile.refined
+        assert "eyelids" in smile.refined and "upper lid" not in broad  # the lids were tracked
+        (one,) = untracked(measure_photo(frames[18], rest=frames[0], landmarker=lm))  # the smile starting
+        flipped = measure_photo(np.ascontiguousarray(frames[18][:, ::-1]), rest=np.ascontiguousarray(frames[0][:, ::-1]),
+                                landmarker=lm, options=PhotoOptions(mirrored=True))
+    assert one.startswith("the left mouth corner") and untracked(flipped) == [one]
