@@ -961,9 +961,9 @@ def _jobs(visit: _Visit) -> list[_Job]:
 
 
 def _files_per_task(queued_files: int, threads: int) -> int:
-    """Files per task: an eighth of those waiting per worker thread (a fourth for one thread), up to
-    :data:`_MAX_FILES_PER_TASK`. Tasks shrink as the queue does, to one file near the end, so the
-    workers finish together."""
+    """Files per task: the files waiting divided by four per worker thread (a quarter of them with
+    one thread, an eighth with two), between 1 and :data:`_MAX_FILES_PER_TASK`. Tasks shrink as the
+    queue does, to one file near the end, so the workers finish together."""
     return max(1, min(_MAX_FILES_PER_TASK, queued_files // (4 * max(threads, 1))))
 
 
