@@ -227,3 +227,30 @@ def test_the_vectorised_static_measures_equal_the_per_photo_ones(landmarker, por
     gone[3] = np.nan  # a frame without a face
     assert np.isnan(static_measure_array(gone)[3]).all()
     assert np.isfinite(static_measure_array(gone)[[2, 4]]).all()
+
+
+def test_lid_margin_between_landmarks_follows_the_arch():
+    """A lid margin's highest point usually falls between two landmarks: the margin at the pupil is
+    read on a smooth curve through them, not on the chord (which cuts the arch low)."""
+    from symmetry.landmarks import CONTOURS, Side
+    from symmetry.measures import _y_at_x_batch, side_geometry
+
+    c = CONTOURS[Side.RIGHT]
+    xs = np.array([-1.0, -0.8, -0.55, -0.2, 0.1, 0.5, 0.75, 0.9, 1.0]) * 15.0  # uneven spacing, mm
+    arch = lambda x: 4.0 * np.cos(np.pi * x / 30.0)  # noqa: E731 - a lid margin 4 mm above the pupil
+    p = np.zeros((478, 2))
+    p[list(c.upper_lid)] = np.stack([xs, arch(xs)], axis=1)
+    p[list(c.lower_lid)] = np.stack([xs, -arch(xs) / 2], axis=1)
+    for pupil_x in (-5.5, -0.9, 4.4):  # between landmarks
+        p[c.iris_center] = (pupil_x, 0.0)
+        g = side_geometry(p, Side.RIGHT)
+        chord = float(np.interp(pupil_x, xs, arch(xs)))  # what straight segments would read
+        assert arch(pupil_x) - chord > 0.03
+        assert abs(g.upper_lid_at_pupil[1] - arch(pupil_x)) < 0.25 * (arch(pupil_x) - chord)
+        assert abs(g.lower_lid_at_pupil[1] + arch(pupil_x) / 2) < 0.25 * (arch(pupil_x) - chord) / 2
+    # a straight margin stays straight, and missing points give NaN
+    q = p.copy()
+    q[list(c.upper_lid), 1] = 0.2 * xs + 1.0
+    assert _y_at_x_batch(q[None], c.upper_lid, np.array([3.3]), smooth=True)[0] == pytest.approx(0.2 * 3.3 + 1.0)
+    q[c.upper_lid[3]] = np.nan
+    assert np.isnan(_y_at_x_batch(q[None], c.upper_lid, np.array([3.3]), smooth=True)[0])
