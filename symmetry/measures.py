@@ -219,10 +219,10 @@ def _y_at_x_batch(points_mm: np.ndarray, chain: Iterable[int], x: np.ndarray, sm
 
     The chain's points are taken in order of x and joined by straight segments,
     or with ``smooth`` by a cubic Hermite curve through them (each point's slope
-    that of the parabola through it and its neighbours; used for the lid margins, whose highest point usually
-    falls between two landmarks: on a lid drooping 1-3 mm the straight chord
-    there read 2-4% less than the drop). Clamped at the ends; NaN where a point
-    or ``x`` is missing.
+    that of the parabola through it and its neighbours). The lid margins use the
+    curve: their highest point usually falls between two landmarks, and on a lid
+    drooping 1-3 mm the straight chord there read 2-4% less than the drop.
+    Clamped at the ends; NaN where a point or ``x`` is missing.
     """
     xy = points_mm[:, list(chain)]
     order = np.argsort(xy[..., 0], axis=1, kind="stable")
@@ -235,7 +235,7 @@ def _y_at_x_batch(points_mm: np.ndarray, chain: Iterable[int], x: np.ndarray, sm
     x0, x1, y0, y1 = xs[rows, j], xs[rows, j + 1], ys[rows, j], ys[rows, j + 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.clip(np.where(x1 > x0, (x - x0) / (x1 - x0), 0.0), 0.0, 1.0)
-        if smooth:  # slope at each knot: the parabola's through it and its neighbours (the end segments' at the ends)
+        if smooth:  # each knot's slope: the parabola's through it and its neighbours (the end segment's at an end)
             hs = np.diff(xs, axis=1)
             d = np.where(hs > 0, np.diff(ys, axis=1) / hs, 0.0)  # secant slopes
             m = np.empty_like(xs)
