@@ -128,9 +128,9 @@ class RefineResult:
         ``mirrored``: the photo is a mirror image (sides named anatomically); ``rest``: what the
         rest image is called."""
         features = []
-        for label in ("mouth corner", "upper lid", "brow"):
+        for label, points in _FEATURE_POINTS.items():
             sides = [(side.other if mirrored else side).value for side in (Side.RIGHT, Side.LEFT)
-                     if not self.refined[_FEATURE_POINTS[label](CONTOURS[side])].any()]
+                     if not self.refined[points(CONTOURS[side])].any()]
             if len(sides) == 2:
                 features.append(f"both {label}s")
             elif sides:
@@ -333,15 +333,15 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     if tissue_ok:
         size = int(max(7, round(win * _LID_TISSUE_WIN)) | 1)
         tissue, tissue_fb, tissue_err = track(outward * 0.5 * size, size)
-        t_ok = (tissue_fb <= max_fb_px) & (np.hypot(*(tissue - ref).T) <= _LID_TISSUE_DEPARTURE * iris_canvas)
+        t_near = np.hypot(*(tissue - ref).T) <= _LID_TISSUE_DEPARTURE * iris_canvas
+        t_ok = (tissue_fb <= max_fb_px) & t_near
         # the lid's own texture wins where it matches better than the margin window (the eye under it
         # changed), or where the margin window failed its gates
         use = t_ok & (~ok | (tissue_err < best_err))
         if searched is not None:  # an upper lid, which slides: a margin window that matches several
             # times worse than the tissue window stayed on the still eye while the lid moved on; there
             # the tissue's answer stands even with a larger forward-backward error
-            loose = ok & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px) & (tissue_err * _LID_MATCH_RATIO < best_err)
-            use |= loose & (np.hypot(*(tissue - ref).T) <= _LID_TISSUE_DEPARTURE * iris_canvas)
+            use |= ok & t_near & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px) & (tissue_err * _LID_MATCH_RATIO < best_err)
         best[use], best_fb[use] = tissue[use], tissue_fb[use]
         ok |= use
     if searched is not None:  # where neither window passed its gates, the margin search's answer stands,
@@ -638,7 +638,7 @@ def _lid_drag(expr: np.ndarray, held: np.ndarray, iris: float) -> tuple[Side, np
     drop = {side: float((expr[c.iris_center] - held[c.iris_center]) @ down) for side, c in CONTOURS.items()}
     descent = {side: float(np.max((expr[list(c.upper_lid[1:-1])] - held[list(c.upper_lid[1:-1])]) @ down))
                for side, c in CONTOURS.items()}
-    side = max(descent, key=lambda s: descent[s])
+    side = max(descent, key=descent.__getitem__)
     excess = drop[side] - drop[side.other]
     lead = descent[side] - descent[side.other]
     if min(lead, excess, descent[side]) <= _GAZE_TOL * iris:
