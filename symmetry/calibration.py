@@ -44,9 +44,8 @@ DEFAULT_IRIS_MM = 11.77
 #: then be over 2 mm, the perception threshold of an eyelid asymmetry.
 MIN_IRIS_PX = 6.0
 #: Below this horizontal iris diameter (pixels) a face is measured with a warning: one pixel is
-#: then over 1.2 mm, and the lid skin has too little texture to track, so a lid sliding over the
-#: eye is under-reported (``benchmarks/validity.py``: 1-3 mm lid slides recovered 46-88% on the
-#: astronaut portrait, 8.6 px iris, against 88-99% on three frontal portraits of 21-24 px).
+#: then over 1.2 mm, and the lid skin has little texture to track (``benchmarks/validity.py``: 1-3 mm
+#: lid slides recovered 91-117% and lid drops 86-123% on the astronaut portrait, 8.6 px iris).
 LOW_RES_IRIS_PX = 10.0
 #: Above this relative difference between the two irises the scale is flagged.
 _IRIS_MISMATCH_FLAG = 0.10
