@@ -116,3 +116,17 @@ def test_stretched_lid_drop_takes_the_estimate_that_moved_furthest(face, side, d
     assert 0.85 * truth <= closed <= 1.15 * truth, (closed, truth)
     other = s.other.value
     assert abs(r.value("palpebral_fissure_height", other) - rest.value("palpebral_fissure_height", other)) <= 0.3
+
+
+@pytest.mark.parametrize("face, drop_mm", [("hopper", 1.0), ("hopper", 1.2), ("clooney", 1.2)])
+def test_lid_slide_whose_tissue_window_tracks_with_a_larger_backward_error(face, drop_mm, more_faces, landmarker):  # type: ignore[no-untyped-def]
+    """A left lid sliding over the eye where the tissue window's forward-backward error was 2-2.4 times the
+    limit (the skin above the lid plate stretches): with the looser limit at 2x the search's under-read stood
+    (64-75% recovered); at 3x the tissue window's answer does (96-107%)."""
+    img, rest = more_faces[face]
+    occ = upper_lid_occlusion(img, rest.points_px, rest.frame, Side.LEFT, drop_mm)
+    truth = float(occ.drop_at(side_geometry(rest.frame.to_mm(rest.points_px), Side.LEFT).upper_lid_at_pupil[0]))
+    r = measure_photo(occ.image, rest=img, landmarker=landmarker)
+    closed = rest.value("palpebral_fissure_height", "left") - r.value("palpebral_fissure_height", "left")
+    assert 0.85 * truth <= closed <= 1.15 * truth, (closed, truth)
+    assert abs(r.value("palpebral_fissure_height", "right") - rest.value("palpebral_fissure_height", "right")) <= 0.3
