@@ -296,14 +296,12 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     centred window locks onto the still eye. So the lid's own tissue is also
     tracked, through a larger window moved onto the lid (``outward``: the
     canvas direction from the margin into the lid), where ``tissue_ok``.
-    On a lower lid the tissue window wins where it matches better than the
-    centred window (LK patch error) or the centred window failed. On an upper
-    lid every estimate under-reads (each window and the search hold, besides
-    the margin, what moves less: the still eye, the skin above), so of those
-    that passed their gates the one that moved furthest the model's way across
-    the margin stands. The search's answer counts only where the model agrees
-    with it (direction, size within 3x): there it is the gates' reference, and
-    it stands where both windows fail.
+    Every estimate under-reads (each window and the search hold, besides the
+    margin, what moves less: the still eye, the skin beyond the lid), so of
+    those that passed their gates the one that moved furthest the model's way
+    across the margin stands. The search's answer counts only where the model
+    agrees with it (direction, size within 3x): there it is the gates'
+    reference.
     Tracking fixes a margin's movement across the edge only; along the edge
     (the aperture problem) the model's movement is kept.
     A point is kept when its forward-backward error is small, it lies within
@@ -342,38 +340,32 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
             best[better], best_fb[better], best_err[better] = p1[better] - shift, fb[better], err[better]
         return best, best_fb, best_err
 
-    best, best_fb, best_err = track(np.zeros(2), win)
+    best, best_fb, _ = track(np.zeros(2), win)
     ok = (best_fb <= max_fb_px) & (np.hypot(*(best - ref).T) <= _LID_DEPARTURE * iris_canvas)
     if tissue_ok:
         size = int(max(7, round(win * _LID_TISSUE_WIN)) | 1)
-        tissue, tissue_fb, tissue_err = track(outward * 0.5 * size, size)
+        tissue, tissue_fb, _ = track(outward * 0.5 * size, size)
         t_near = np.hypot(*(tissue - ref).T) <= _LID_TISSUE_DEPARTURE * iris_canvas
-        t_ok = (tissue_fb <= max_fb_px) & t_near
-        if searched is None:
-            # a lower lid: the lid's own texture wins where it matches better than the margin window
-            # (the eye under it changed), or where the margin window failed its gates
-            use = t_ok & (~ok | (tissue_err < best_err))
-            best[use], best_fb[use] = tissue[use], tissue_fb[use]
-            ok |= use
-        else:
-            # An upper lid. Each estimate averages the margin's movement with what moves less: the
-            # margin window the still eye under a sliding lid, the tissue window and the search the skin
-            # above a stretching one (it follows the margin less and less). So of the estimates that
-            # passed their gates (the tissue window's with a looser forward-backward error, the search
-            # where it is plausible), the one that moved furthest the model's way across the margin
-            # stands (on 24 faces' lid drops, cases under 85% recovered: 14 -> 4 of 149, lid slides
-            # 18 -> 16 of 288; the other eye and a real smile clip's lids unchanged).
-            t_use = t_near & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px)
-            way = np.sign(np.sum((model - p0) @ outward))
-            s_ok = np.isfinite(searched).all(axis=1)
-            score = np.full(n, -np.inf)
-            estimates = ((best.copy(), ok, best_fb.copy()), (tissue, t_use, tissue_fb),
-                         (np.where(s_ok[:, None], searched, p0), s_ok, best_fb.copy()))
-            for pos, valid, err_fb in estimates:
-                gain = np.where(valid, way * ((pos - p0) @ outward), -np.inf)
-                better = gain > score
-                best[better], best_fb[better], score[better] = pos[better], err_fb[better], gain[better]
-            ok = np.isfinite(score)
+        # Each estimate averages the margin's movement with what moves less: the margin window the still
+        # eye under a lid that slides over it (an upper lid closing, a lower lid pushed up by the cheek in
+        # a smile), the tissue window and the search the skin beyond a lid that stretches (it follows the
+        # margin less and less). So of the estimates that passed their gates (the tissue window's with a
+        # looser forward-backward error, the upper lid's search where it is plausible), the one that moved
+        # furthest the model's way across the margin stands. On 24 faces' upper-lid drops, cases under 85%
+        # recovered: 14 -> 4 of 149, lid slides 18 -> 16 of 288, the other eye unchanged; on a real smile
+        # clip the lower lid no longer stays put from some rest frames (the left eye's narrowing at the
+        # smile read 2-21% or 13-22% from two neutral frames 67 ms apart, now 17-21% and 18-22%).
+        t_use = t_near & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px)
+        way = np.sign(np.sum((model - p0) @ outward))
+        s_ok = np.zeros(n, dtype=bool) if searched is None else np.isfinite(searched).all(axis=1)
+        s_pos = p0 if searched is None else np.where(s_ok[:, None], searched, p0)
+        score = np.full(n, -np.inf)
+        estimates = ((best.copy(), ok, best_fb.copy()), (tissue, t_use, tissue_fb), (s_pos, s_ok, best_fb.copy()))
+        for pos, valid, err_fb in estimates:
+            gain = np.where(valid, way * ((pos - p0) @ outward), -np.inf)
+            better = gain > score
+            best[better], best_fb[better], score[better] = pos[better], err_fb[better], gain[better]
+        ok = np.isfinite(score)
     if searched is not None:  # where neither window passed its gates, the (plausible) search's answer stands
         found = np.isfinite(searched).all(axis=1) & ~ok
         best[found] = searched[found]
