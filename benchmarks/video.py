@@ -9,17 +9,20 @@ H.264 at 30 fps with a 2 s keyframe interval like a phone. Each measurement
 runs in a fresh process, so its peak resident memory (ru_maxrss) is its own.
 
 Figures printed:
-* components on the 1-minute clip: decode only, decode + RGB conversion, and
-  Face Landmarker alone (one thread, VIDEO mode, pre-decoded frames), with the
-  CPU milliseconds per frame of the last two; from those, the machine's
-  ceiling for the per-frame pass: every core busy decoding, converting and
-  running the model and nothing else (cores x 1000 / (decode + RGB + model
-  ms)). The model's own cost varies between machines (8-10.5 ms per frame
-  on the 2-core VMs seen so far), so the ``% ceil`` column (fps against that
-  ceiling) is the figure to compare across machines;
-* per clip: ``frames`` (the streaming per-frame pass) and ``measure`` (the
-  whole summary: series, events, peak tracking, indicators): wall time,
-  frames per second, x real time, CPU seconds per frame, peak memory.
+* components on the 1-minute clip: decode only, decode + RGB conversion,
+  Face Landmarker alone (one thread, VIDEO mode, pre-decoded frames) and
+  FaceTracker alone (symmetry.tracking: the same bundle's landmark and
+  blendshape models on LiteRT), with the CPU milliseconds per frame; from
+  those, the machine's ceiling for the per-frame pass with each engine: every
+  core busy decoding, converting and running the model and nothing else
+  (cores x 1000 / (decode + RGB + model ms)). The model's own cost varies
+  between machines (8-10.5 ms per frame for the Face Landmarker on the 2-core
+  VMs seen so far), so the ``% ceil`` column (fps against that ceiling) is the
+  figure to compare across machines;
+* per clip and engine (``--engines``; VideoOptions.engine): ``frames`` (the
+  streaming per-frame pass) and ``measure`` (the whole summary: series,
+  events, peak tracking, indicators): wall time, frames per second, x real
+  time, CPU seconds per frame, peak memory.
 The machine's load average is printed first: other work on the two cores
 slows every figure.
 """
@@ -100,13 +103,13 @@ def make_clip(path: Path, seconds: float) -> Path:
     return path
 
 
-def run_child(mode: str, clip: Path, workers: int) -> dict:
+def run_child(mode: str, clip: Path, workers: int, engine: str) -> dict:
     """Analyse ``clip`` in this process and return the figures (called in a child process)."""
     from symmetry.video import VideoAnalyser, VideoOptions
 
     t0 = time.perf_counter()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    with VideoAnalyser(VideoOptions(workers=workers)) as va:
+    with VideoAnalyser(VideoOptions(workers=workers, engine=engine)) as va:
         if mode == "frames":
             series = va.frames(clip)
             n, events = series.n_frames, len(series.segmentation.events)
@@ -133,11 +136,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def components(clip: Path, n: int = 300) -> float:
-    """Print the per-frame components; return the machine's ceiling (fps) for the per-frame pass."""
+def components(clip: Path, n: int = 300) -> dict[str, float]:
+    """Print the per-frame components; return the machine's ceiling (fps) for the per-frame pass, per engine."""
     import av
 
     from symmetry.landmarks import Landmarker, LandmarkerOptions, RunningMode
+    from symmetry.tracking import FaceTracker
     from symmetry.video import _to_rgb
 
     def decode(convert: bool, threads: bool) -> tuple[float, float]:
@@ -173,13 +177,26 @@ def components(clip: Path, n: int = 300) -> float:
             lm.detect_for_video(rgb, ts)
         fps = (len(frames) - 1) / (time.perf_counter() - t0)
         lm_cpu = 1000 * (time.process_time() - c0) / (len(frames) - 1)
+        first = lm.detect_for_video(frames[0][0], frames[0][1] + 100000)
+    with FaceTracker() as tr:
+        previous = first.points_px
+        for rgb, _ in frames[1:31]:  # warm-up (the first runs prepare the model's kernels)
+            previous = tr.track(rgb, previous).points_px
+        t0, c0 = time.perf_counter(), time.process_time()
+        for rgb, _ in frames[31:]:
+            face = tr.track(rgb, previous)
+            previous = face.points_px if face is not None else first.points_px
+        tr_fps = (len(frames) - 31) / (time.perf_counter() - t0)
+        tr_cpu = 1000 * (time.process_time() - c0) / (len(frames) - 31)
     del frames
     print(f"  Face Landmarker alone (VIDEO mode, 1 thread, incl. conversion to symmetry arrays): {fps:.0f} fps, "
           f"{lm_cpu:.2f} ms CPU/frame")
+    print(f"  FaceTracker alone (its landmark and blendshape models on LiteRT, 1 thread, head pose): {tr_fps:.0f} fps, "
+          f"{tr_cpu:.2f} ms CPU/frame")
     cores = len(os.sched_getaffinity(0))
-    ceiling = cores * 1000.0 / (lm_cpu + rgb_cpu)
+    ceiling = {"mediapipe": cores * 1000.0 / (lm_cpu + rgb_cpu), "tracker": cores * 1000.0 / (tr_cpu + rgb_cpu)}
     print(f"  ceiling on {cores} cores (every core busy with decode + RGB + landmarks only, nothing else): "
-          f"{ceiling:.0f} fps")
+          + ", ".join(f"{v:.0f} fps ({k})" for k, v in ceiling.items()))
     return ceiling
 
 
@@ -189,13 +206,15 @@ def main() -> None:
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "symmetry-bench"))
     parser.add_argument("--workers", type=int, default=0, help="parallel landmarkers (0 = one per core)")
     parser.add_argument("--modes", nargs="+", default=["frames", "measure"], choices=["frames", "measure"])
+    parser.add_argument("--engines", nargs="+", default=["tracker", "mediapipe"], choices=["tracker", "mediapipe"],
+                        help="per-frame engines to time (VideoOptions.engine)")
     parser.add_argument("--no-components", action="store_true")
-    parser.add_argument("--child", nargs=2, metavar=("MODE", "CLIP"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "CLIP", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("GLOG_minloglevel", "2")
 
     if args.child:
-        print(json.dumps(run_child(args.child[0], Path(args.child[1]), args.workers)))
+        print(json.dumps(run_child(args.child[0], Path(args.child[1]), args.workers, args.child[2])))
         return
 
     cache = Path(args.cache)
@@ -214,21 +233,22 @@ def main() -> None:
     if not args.no_components:
         print(f"components ({clips[0][1].name}):")
         ceiling = components(clips[0][1])
-    print(f"{'clip':<28}{'mode':<9}{'frames':>7}{'events':>7}{'wall s':>8}{'fps':>7}{'x real':>8}{'cpu ms/f':>9}{'peak MB':>9}"
+    print(f"{'clip':<28}{'mode':<9}{'engine':<10}{'frames':>7}{'events':>7}{'wall s':>8}{'fps':>7}{'x real':>8}{'cpu ms/f':>9}{'peak MB':>9}"
           + (f"{'% ceil':>8}" if ceiling else ""))
     for minutes, path in clips:
         for mode in args.modes:
-            cmd = [sys.executable, __file__, "--child", mode, str(path), "--workers", str(args.workers)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                print(f"{path.name:<28}{mode:<9} failed: {proc.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(lines[-1])
-            fps = r["frames"] / r["wall_s"]
-            print(f"{path.name:<28}{mode:<9}{r['frames']:>7}{r['events']:>7}{r['wall_s']:>8.1f}{fps:>7.0f}"
-                  f"{r['duration_s'] / r['wall_s']:>8.2f}{1000 * r['cpu_s'] / r['frames']:>9.2f}{r['peak_rss_mb']:>9.0f}"
-                  + (f"{100 * fps / ceiling:>8.0f}" if ceiling else ""))
+            for engine in args.engines:
+                cmd = [sys.executable, __file__, "--child", mode, str(path), engine, "--workers", str(args.workers)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                if proc.returncode != 0 or not lines:
+                    print(f"{path.name:<28}{mode:<9}{engine:<10} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                    continue
+                r = json.loads(lines[-1])
+                fps = r["frames"] / r["wall_s"]
+                print(f"{path.name:<28}{mode:<9}{engine:<10}{r['frames']:>7}{r['events']:>7}{r['wall_s']:>8.1f}{fps:>7.0f}"
+                      f"{r['duration_s'] / r['wall_s']:>8.2f}{1000 * r['cpu_s'] / r['frames']:>9.2f}{r['peak_rss_mb']:>9.0f}"
+                      + (f"{100 * fps / ceiling[engine]:>8.0f}" if ceiling else ""))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -42,6 +42,10 @@ def _video_arguments(group: Any) -> None:
     group.add_argument("--plot", action="append", default=None, metavar="OUT",
                        help="write the eye-aperture / commissure time-series plot: .png or .html (repeatable)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--engine", choices=("auto", "tracker", "mediapipe"), default="auto",
+                       help="per-frame landmarks: 'tracker' runs MediaPipe's models directly from frame to frame "
+                            "(faster), 'mediapipe' its FaceLandmarker on every frame; 'auto' (default): the tracker "
+                            "where LiteRT is installed")
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -89,6 +93,7 @@ def _options(args: argparse.Namespace) -> Any:
         iris_mm=args.iris_mm or DEFAULT_IRIS_MM,
         workers=args.workers,
         model_path=args.model,
+        engine=getattr(args, "engine", "auto"),
     )
 
 

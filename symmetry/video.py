@@ -59,6 +59,7 @@ from .events import (
 )
 from .frame import inter_pupil_px, pupil_axes, pupil_frame
 from .landmarks import CONTOURS, LM, FaceLandmarks, Landmarker, LandmarkerOptions, RunningMode, Side
+from .tracking import FaceTracker, TrackerOptions
 from .measures import (
     MOVEMENT_MEASURES,
     STATIC_MEASURES,
@@ -484,6 +485,13 @@ class VideoOptions:
         model's own threads part of the time, and the extra one fills the gaps).
     model_path : path or None
         Another ``face_landmarker.task``.
+    engine : {"auto", "tracker", "mediapipe"}
+        How each frame's face is found. ``"tracker"``: MediaPipe's
+        FaceLandmarker finds the face, then :class:`~symmetry.tracking.FaceTracker`
+        runs its landmark and blendshape models directly on the region the
+        previous frame's points give (about 1.5x faster per frame; points not
+        smoothed across frames). ``"mediapipe"``: the FaceLandmarker in VIDEO
+        mode on every frame. ``"auto"``: the tracker where LiteRT is installed.
     """
 
     frame_stride: int = 1
@@ -495,8 +503,11 @@ class VideoOptions:
     refine: bool = True
     workers: int = 0
     model_path: str | os.PathLike[str] | None = None
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.engine not in ("auto", "tracker", "mediapipe"):
+            raise ValueError(f"`engine` must be 'auto', 'tracker' or 'mediapipe', got {self.engine!r}")
         if not (isinstance(self.frame_stride, int) and self.frame_stride >= 1):
             raise ValueError(f"`frame_stride` must be a positive integer, got {self.frame_stride!r}")
         if not (math.isfinite(self.smoothing_s) and self.smoothing_s >= 0):
@@ -509,6 +520,12 @@ class VideoOptions:
             raise ValueError(f"`iris_mm` must be positive, got {self.iris_mm!r}")
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise ValueError(f"`workers` must be >= 0 (0 = automatic), got {self.workers!r}")
+
+    def uses_tracker(self) -> bool:
+        """Whether the per-frame pass runs :class:`~symmetry.tracking.FaceTracker` (see ``engine``)."""
+        from .tracking import tracker_available
+
+        return self.engine == "tracker" or (self.engine == "auto" and tracker_available())
 
     def n_workers(self) -> int:
         if self.workers:
@@ -605,6 +622,7 @@ class _StopRequested(Exception):
 def _run_segment(
     seg: _Segment,
     landmarker: Landmarker,
+    tracker: FaceTracker | None,
     info: VideoInfo,
     stride: int,
     last_ts: list[int],
@@ -614,6 +632,7 @@ def _run_segment(
 ) -> None:
     source = info.source
     warm_from = seg.start_s - _WARMUP_S if seg.start_s > 0 else -math.inf
+    previous: np.ndarray | None = None  # the tracker's last points (image px)
     with _open(source) as container:
         stream = container.streams.video[0]
         if workers <= 1:
@@ -634,7 +653,10 @@ def _run_segment(
             rgb = _to_rgb(frame, info.rotation_deg)
             ts = max(int(round(t * 1000.0)), last_ts[0] + 1)  # MediaPipe needs increasing timestamps
             last_ts[0] = ts
-            face = landmarker.detect_for_video(rgb, ts)
+            face = tracker.track(rgb, previous) if tracker is not None and previous is not None else None
+            if face is None:  # no face yet, or the tracker lost it: MediaPipe looks for one
+                face = landmarker.detect_for_video(rgb, ts)
+            previous = None if face is None else face.points_px
             if t < seg.start_s:
                 continue  # warm-up frame of the tracker
             seg.times.append(float(t))
@@ -666,16 +688,19 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
     errors: list[BaseException] = []
     lm_options = LandmarkerOptions(model_path=options.model_path, running_mode=RunningMode.VIDEO, num_faces=1)
 
+    use_tracker = options.uses_tracker()
+
     def work() -> None:
         try:
-            with Landmarker(lm_options) as lm:
+            with Landmarker(lm_options) as lm, contextlib.ExitStack() as stack:
+                tracker = stack.enter_context(FaceTracker(TrackerOptions(options.model_path))) if use_tracker else None
                 last_ts = [-1]
                 while not stop.is_set():
                     with lock:
                         if not queue:
                             return
                         seg = queue.pop(0)
-                    _run_segment(seg, lm, info, options.frame_stride, last_ts, progress, stop, len(segments))
+                    _run_segment(seg, lm, tracker, info, options.frame_stride, last_ts, progress, stop, len(segments))
         except _StopRequested:
             pass
         except BaseException as exc:  # re-raised in the caller's thread

