@@ -49,6 +49,8 @@ _BLENDSHAPE_INPUT = (
     474, 475, 476, 477,
 )
 
+_BLENDSHAPE_INDEX = np.array(_BLENDSHAPE_INPUT)
+
 #: The blendshape model's 52 outputs, in order (MediaPipe's ``kBlendshapeNames``).
 BLENDSHAPE_MODEL_NAMES = (
     "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
@@ -230,7 +232,9 @@ class FaceTracker:
         # crop pixel (u, v) samples the image at centre + a @ ((u, v) - 128), and the model's points (crop
         # pixels) map back by the same affine: against MediaPipe's VIDEO mode on two clips this left no
         # offset (0.04 px; half-pixel shifts either way left 0.5-0.9 px)
-        m = np.hstack([a, (centre - a @ np.array([_CROP / 2, _CROP / 2]))[:, None]])
+        m = np.empty((2, 3))
+        m[:, :2] = a
+        m[:, 2] = centre - a @ np.array([_CROP / 2, _CROP / 2])
         crop = cv2.warpAffine(rgb, m, (_CROP, _CROP), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_CONSTANT)
         self._lmk.set_tensor(self._lmk_in, crop[None].astype(np.float32) * np.float32(1.0 / 255.0))
@@ -242,7 +246,7 @@ class FaceTracker:
         points = np.empty((478, 3))
         points[:, :2] = (raw[:, :2] - _CROP / 2) @ a.T + centre
         points[:, 2] = raw[:, 2] * size / _CROP
-        self._bs.set_tensor(self._bs_in, points[list(_BLENDSHAPE_INPUT), :2][None].astype(np.float32))
+        self._bs.set_tensor(self._bs_in, points[_BLENDSHAPE_INDEX, :2][None].astype(np.float32))
         self._bs.invoke()
         scores = np.ravel(self._bs.get_tensor(self._bs_out))
         transform = self._pose(points)

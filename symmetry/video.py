@@ -621,8 +621,8 @@ class _StopRequested(Exception):
 
 def _run_segment(
     seg: _Segment,
-    landmarker: Landmarker,
-    tracker: FaceTracker | None,
+    landmarker: Landmarker | None,
+    tracker: tuple[FaceTracker, Callable[[np.ndarray], FaceLandmarks | None]] | None,
     info: VideoInfo,
     stride: int,
     last_ts: list[int],
@@ -653,10 +653,13 @@ def _run_segment(
             rgb = _to_rgb(frame, info.rotation_deg)
             ts = max(int(round(t * 1000.0)), last_ts[0] + 1)  # MediaPipe needs increasing timestamps
             last_ts[0] = ts
-            face = tracker.track(rgb, previous) if tracker is not None and previous is not None else None
-            if face is None:  # no face yet, or the tracker lost it: MediaPipe looks for one
-                face = landmarker.detect_for_video(rgb, ts)
-            previous = None if face is None else face.points_px
+            if tracker is None:
+                face = landmarker.detect_for_video(rgb, ts) if landmarker is not None else None
+            else:
+                face = tracker[0].track(rgb, previous) if previous is not None else None
+                if face is None:  # no face yet, or the tracker lost it: MediaPipe's Face Landmarker looks
+                    face = tracker[1](rgb)
+                previous = None if face is None else face.points_px
             if t < seg.start_s:
                 continue  # warm-up frame of the tracker
             seg.times.append(float(t))
@@ -679,7 +682,16 @@ class _RawSeries:
     decoded: int
 
 
-def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | None) -> _RawSeries:
+def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | None,
+                   finder: Callable[[], Landmarker] | None = None) -> _RawSeries:
+    """The per-frame pass: landmarks, blendshapes and head pose of every analysed frame.
+
+    With the tracker (``options.uses_tracker()``) each worker runs a
+    :class:`~symmetry.tracking.FaceTracker`, and the faces it has not found yet
+    (a segment's first frame, a lost face) are looked for by one IMAGE-mode
+    Face Landmarker shared by the workers (``finder()``, else one made here).
+    Otherwise each worker runs a Face Landmarker in VIDEO mode.
+    """
     workers = options.n_workers()
     segments = _plan_segments(info, workers)
     queue = list(segments)
@@ -689,11 +701,29 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
     lm_options = LandmarkerOptions(model_path=options.model_path, running_mode=RunningMode.VIDEO, num_faces=1)
 
     use_tracker = options.uses_tracker()
+    find_lock = threading.Lock()
+    own: list[Landmarker] = []
+
+    def find(rgb: np.ndarray) -> FaceLandmarks | None:
+        with find_lock:  # one IMAGE-mode landmarker for every worker (rarely called)
+            if finder is not None:
+                image_lm = finder()
+            else:
+                if not own:
+                    own.append(Landmarker(LandmarkerOptions(model_path=options.model_path, num_faces=1)))
+                image_lm = own[0]
+            try:
+                return image_lm.detect(rgb, source=info.source)
+            except NoFaceError:
+                return None
 
     def work() -> None:
         try:
-            with Landmarker(lm_options) as lm, contextlib.ExitStack() as stack:
-                tracker = stack.enter_context(FaceTracker(TrackerOptions(options.model_path))) if use_tracker else None
+            with contextlib.ExitStack() as stack:
+                if use_tracker:
+                    lm, tracker = None, (stack.enter_context(FaceTracker(TrackerOptions(options.model_path))), find)
+                else:
+                    lm, tracker = stack.enter_context(Landmarker(lm_options)), None
                 last_ts = [-1]
                 while not stop.is_set():
                     with lock:
@@ -708,21 +738,25 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
             stop.set()
 
     n_threads = min(workers, len(segments))
-    if n_threads == 1:
-        work()
-    else:
-        threads = [threading.Thread(target=work, name=f"symmetry-video-{k}", daemon=True) for k in range(n_threads)]
-        for th in threads:
-            th.start()
-        try:
+    try:
+        if n_threads == 1:
+            work()
+        else:
+            threads = [threading.Thread(target=work, name=f"symmetry-video-{k}", daemon=True) for k in range(n_threads)]
             for th in threads:
-                while th.is_alive():
-                    th.join(0.2)
-        except BaseException:
-            stop.set()
-            for th in threads:
-                th.join()
-            raise
+                th.start()
+            try:
+                for th in threads:
+                    while th.is_alive():
+                        th.join(0.2)
+            except BaseException:
+                stop.set()
+                for th in threads:
+                    th.join()
+                raise
+    finally:
+        for image_lm in own:
+            image_lm.close()
     if errors:
         raise errors[0]
     times = [t for s in segments for t in s.times]
@@ -1264,7 +1298,7 @@ class VideoAnalyser:
         spans = _spans(events)
         info = probe_video(path)
         with _progress(progress, info, total=info.n_frames // self.options.frame_stride) as tick:
-            raw = _landmark_pass(info, self.options, tick)
+            raw = _landmark_pass(info, self.options, tick, self._image_landmarker)
         series = _build_series(raw, info, self.options, spans)
         short = _ends_early(info, raw.time_s, self.options.frame_stride)
         if short:
