@@ -131,7 +131,7 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 
 
 def _canonical_face(metadata: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MediaPipe's geometry metadata -> (landmark ids, weights, canonical positions (n, 3), cm).
+    """MediaPipe's geometry metadata -> landmark ids, weights (summing to 1), canonical positions (n, 3; cm).
 
     ``GeometryPipelineMetadata``: 1 canonical mesh (``Mesh3d``: 3 vertex buffer,
     5 floats per vertex: x, y, z, u, v), 2 Procrustes landmark basis
