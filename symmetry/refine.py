@@ -166,7 +166,7 @@ _LID_TISSUE_WIN = 2.0
 #: Largest distance (iris diameters) of a tissue-tracked lid point from the model's position
 #: (from the margin search's, where that found the lid).
 _LID_TISSUE_DEPARTURE = 0.4
-#: An upper lid's tissue window counts with a forward-backward error up to this many times the limit
+#: A lid's tissue window counts with a forward-backward error up to this many times the limit
 #: (its window holds skin that follows the lid less and less, which the backward track does not undo).
 #: 2 -> 3 on 24 faces: lid slides under 85% recovered 9 -> 5 of 288, no other case changed by 5 points;
 #: 6 fixed two more but lets a track through whose backward error exceeds its movement.
@@ -330,46 +330,44 @@ def _track_lid(chain, rest_c, expr_c, lk, win, max_fb_px, iris_canvas, outward, 
     ref = model.copy() if searched is None else np.where(np.isfinite(searched).all(axis=1)[:, None], searched, model)
     starts = [model, p0] + ([ref] if searched is not None else [p0 + 3.0 * (model - p0)])
 
-    def track(shift: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def track(shift: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         best = model.copy()
         best_fb = np.full(n, np.inf)
-        best_err = np.full(n, np.inf)
         for guess in starts:
-            p1, fb, err = lk((p0 + shift).astype(np.float32), guess + shift, size)
+            p1, fb, _ = lk((p0 + shift).astype(np.float32), guess + shift, size)
             better = fb < best_fb
-            best[better], best_fb[better], best_err[better] = p1[better] - shift, fb[better], err[better]
-        return best, best_fb, best_err
+            best[better], best_fb[better] = p1[better] - shift, fb[better]
+        return best, best_fb
 
-    best, best_fb, _ = track(np.zeros(2), win)
-    ok = (best_fb <= max_fb_px) & (np.hypot(*(best - ref).T) <= _LID_DEPARTURE * iris_canvas)
+    # (position, passed its gates, forward-backward error) of each estimate
+    margin, margin_fb = track(np.zeros(2), win)
+    estimates = [(margin, (margin_fb <= max_fb_px) & (np.hypot(*(margin - ref).T) <= _LID_DEPARTURE * iris_canvas),
+                  margin_fb)]
     if tissue_ok:
         size = int(max(7, round(win * _LID_TISSUE_WIN)) | 1)
-        tissue, tissue_fb, _ = track(outward * 0.5 * size, size)
+        tissue, tissue_fb = track(outward * 0.5 * size, size)
         t_near = np.hypot(*(tissue - ref).T) <= _LID_TISSUE_DEPARTURE * iris_canvas
-        # Each estimate averages the margin's movement with what moves less: the margin window the still
-        # eye under a lid that slides over it (an upper lid closing, a lower lid pushed up by the cheek in
-        # a smile), the tissue window and the search the skin beyond a lid that stretches (it follows the
-        # margin less and less). So of the estimates that passed their gates (the tissue window's with a
-        # looser forward-backward error, the upper lid's search where it is plausible), the one that moved
-        # furthest the model's way across the margin stands. On 24 faces' upper-lid drops, cases under 85%
-        # recovered: 14 -> 4 of 149, lid slides 18 -> 16 of 288, the other eye unchanged; on a real smile
-        # clip the lower lid no longer stays put from some rest frames (the left eye's narrowing at the
-        # smile read 2-21% or 13-22% from two neutral frames 67 ms apart, now 17-21% and 18-22%).
-        t_use = t_near & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px)
-        way = np.sign(np.sum((model - p0) @ outward))
-        s_ok = np.zeros(n, dtype=bool) if searched is None else np.isfinite(searched).all(axis=1)
-        s_pos = p0 if searched is None else np.where(s_ok[:, None], searched, p0)
-        score = np.full(n, -np.inf)
-        estimates = ((best.copy(), ok, best_fb.copy()), (tissue, t_use, tissue_fb), (s_pos, s_ok, best_fb.copy()))
-        for pos, valid, err_fb in estimates:
-            gain = np.where(valid, way * ((pos - p0) @ outward), -np.inf)
-            better = gain > score
-            best[better], best_fb[better], score[better] = pos[better], err_fb[better], gain[better]
-        ok = np.isfinite(score)
-    if searched is not None:  # where neither window passed its gates, the (plausible) search's answer stands
-        found = np.isfinite(searched).all(axis=1) & ~ok
-        best[found] = searched[found]
-        ok |= found
+        estimates.append((tissue, t_near & (tissue_fb <= _LID_TISSUE_FB_LOOSE * max_fb_px), tissue_fb))
+    if searched is not None:
+        s_ok = np.isfinite(searched).all(axis=1)
+        estimates.append((np.where(s_ok[:, None], searched, p0), s_ok, margin_fb))
+    # Each estimate averages the margin's movement with what moves less: the margin window the still
+    # eye under a lid that slides over it (an upper lid closing, a lower lid pushed up by the cheek in
+    # a smile), the tissue window and the search the skin beyond a lid that stretches (it follows the
+    # margin less and less). So of the estimates that passed their gates (the tissue window's with a
+    # looser forward-backward error, the upper lid's search where it is plausible), the one that moved
+    # furthest the model's way across the margin stands. On 24 faces' upper-lid drops, cases under 85%
+    # recovered: 14 -> 4 of 149, lid slides 18 -> 16 of 288, the other eye unchanged; on a real smile
+    # clip the lower lid no longer stays put from some rest frames (the left eye's narrowing at the
+    # smile read 2-21% or 13-22% from two neutral frames 67 ms apart, now 17-21% and 18-22%).
+    way = np.sign(np.sum((model - p0) @ outward))
+    best, best_fb = margin.copy(), margin_fb.copy()
+    score = np.full(n, -np.inf)
+    for pos, valid, err_fb in estimates:
+        gain = np.where(valid, way * ((pos - p0) @ outward), -np.inf)
+        better = gain > score
+        best[better], best_fb[better], score[better] = pos[better], err_fb[better], gain[better]
+    ok = np.isfinite(score)
     ok[0] = ok[-1] = False  # the canthi are not tracked
     # A lid margin is an edge: tracking fixes its movement across the edge (along ``outward``), not
     # along it, so the along-edge component is the model's.
