@@ -171,13 +171,12 @@ def components(clip: Path, n: int = 300) -> dict[str, float]:
             if k + 1 >= n:
                 break
     with Landmarker(LandmarkerOptions(running_mode=RunningMode.VIDEO, num_faces=1)) as lm:
-        lm.detect_for_video(frames[0][0], frames[0][1])
+        first = lm.detect_for_video(frames[0][0], frames[0][1])
         t0, c0 = time.perf_counter(), time.process_time()
         for rgb, ts in frames[1:]:
             lm.detect_for_video(rgb, ts)
         fps = (len(frames) - 1) / (time.perf_counter() - t0)
         lm_cpu = 1000 * (time.process_time() - c0) / (len(frames) - 1)
-        first = lm.detect_for_video(frames[0][0], frames[0][1] + 100000)
     with FaceTracker() as tr:
         previous = first.points_px
         for rgb, _ in frames[1:31]:  # warm-up (the first runs prepare the model's kernels)

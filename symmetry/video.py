@@ -622,7 +622,8 @@ class _StopRequested(Exception):
 def _run_segment(
     seg: _Segment,
     landmarker: Landmarker | None,
-    tracker: tuple[FaceTracker, Callable[[np.ndarray], FaceLandmarks | None]] | None,
+    tracker: FaceTracker | None,
+    find: Callable[[np.ndarray], FaceLandmarks | None],
     info: VideoInfo,
     stride: int,
     last_ts: list[int],
@@ -653,12 +654,12 @@ def _run_segment(
             rgb = _to_rgb(frame, info.rotation_deg)
             ts = max(int(round(t * 1000.0)), last_ts[0] + 1)  # MediaPipe needs increasing timestamps
             last_ts[0] = ts
-            if tracker is None:
-                face = landmarker.detect_for_video(rgb, ts) if landmarker is not None else None
+            if landmarker is not None:
+                face = landmarker.detect_for_video(rgb, ts)
             else:
-                face = tracker[0].track(rgb, previous) if previous is not None else None
+                face = tracker.track(rgb, previous) if tracker is not None and previous is not None else None
                 if face is None:  # no face yet, or the tracker lost it: MediaPipe's Face Landmarker looks
-                    face = tracker[1](rgb)
+                    face = find(rgb)
                 previous = None if face is None else face.points_px
             if t < seg.start_s:
                 continue  # warm-up frame of the tracker
@@ -683,13 +684,13 @@ class _RawSeries:
 
 
 def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | None,
-                   finder: Callable[[], Landmarker] | None = None) -> _RawSeries:
+                   finder: Callable[[], Landmarker]) -> _RawSeries:
     """The per-frame pass: landmarks, blendshapes and head pose of every analysed frame.
 
     With the tracker (``options.uses_tracker()``) each worker runs a
     :class:`~symmetry.tracking.FaceTracker`, and the faces it has not found yet
     (a segment's first frame, a lost face) are looked for by one IMAGE-mode
-    Face Landmarker shared by the workers (``finder()``, else one made here).
+    Face Landmarker shared by the workers (``finder()``).
     Otherwise each worker runs a Face Landmarker in VIDEO mode.
     """
     workers = options.n_workers()
@@ -702,18 +703,11 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
 
     use_tracker = options.uses_tracker()
     find_lock = threading.Lock()
-    own: list[Landmarker] = []
 
     def find(rgb: np.ndarray) -> FaceLandmarks | None:
         with find_lock:  # one IMAGE-mode landmarker for every worker (rarely called)
-            if finder is not None:
-                image_lm = finder()
-            else:
-                if not own:
-                    own.append(Landmarker(LandmarkerOptions(model_path=options.model_path, num_faces=1)))
-                image_lm = own[0]
             try:
-                return image_lm.detect(rgb, source=info.source)
+                return finder().detect(rgb, source=info.source)
             except NoFaceError:
                 return None
 
@@ -721,7 +715,7 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
         try:
             with contextlib.ExitStack() as stack:
                 if use_tracker:
-                    lm, tracker = None, (stack.enter_context(FaceTracker(TrackerOptions(options.model_path))), find)
+                    lm, tracker = None, stack.enter_context(FaceTracker(TrackerOptions(options.model_path)))
                 else:
                     lm, tracker = stack.enter_context(Landmarker(lm_options)), None
                 last_ts = [-1]
@@ -730,7 +724,7 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
                         if not queue:
                             return
                         seg = queue.pop(0)
-                    _run_segment(seg, lm, tracker, info, options.frame_stride, last_ts, progress, stop, len(segments))
+                    _run_segment(seg, lm, tracker, find, info, options.frame_stride, last_ts, progress, stop, len(segments))
         except _StopRequested:
             pass
         except BaseException as exc:  # re-raised in the caller's thread
@@ -738,25 +732,21 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
             stop.set()
 
     n_threads = min(workers, len(segments))
-    try:
-        if n_threads == 1:
-            work()
-        else:
-            threads = [threading.Thread(target=work, name=f"symmetry-video-{k}", daemon=True) for k in range(n_threads)]
+    if n_threads == 1:
+        work()
+    else:
+        threads = [threading.Thread(target=work, name=f"symmetry-video-{k}", daemon=True) for k in range(n_threads)]
+        for th in threads:
+            th.start()
+        try:
             for th in threads:
-                th.start()
-            try:
-                for th in threads:
-                    while th.is_alive():
-                        th.join(0.2)
-            except BaseException:
-                stop.set()
-                for th in threads:
-                    th.join()
-                raise
-    finally:
-        for image_lm in own:
-            image_lm.close()
+                while th.is_alive():
+                    th.join(0.2)
+        except BaseException:
+            stop.set()
+            for th in threads:
+                th.join()
+            raise
     if errors:
         raise errors[0]
     times = [t for s in segments for t in s.times]

@@ -104,11 +104,11 @@ def test_canonical_face_is_read_from_the_bundle() -> None:
     with zipfile.ZipFile(bundled_model_path()) as z:
         ids, weights, canonical = _canonical_face(z.read("geometry_pipeline_metadata_landmarks.binarypb"))
     assert len(ids) == len(weights) == len(canonical) > 20 and weights.sum() == pytest.approx(1.0)
-    # the canonical face is frontal and symmetric: the basis's eye corners mirror each other in x
+    # the canonical face is centred on the midline (x = 0, cm): the basis spans both sides of the face
     assert canonical[:, 0].min() < -3 and canonical[:, 0].max() > 3
 
 
-def test_frames_series_with_the_tracker_matches_mediapipe(tmp_path, real_clip) -> None:  # type: ignore[no-untyped-def]
+def test_frames_series_with_the_tracker_matches_mediapipe(real_clip) -> None:  # type: ignore[no-untyped-def]
     fast = video_frames(real_clip, options=VideoOptions(engine="tracker")).frames
     slow = video_frames(real_clip, options=VideoOptions(engine="mediapipe")).frames
     assert fast["face_found"].all() and len(fast) == len(slow)
