@@ -11,11 +11,12 @@ runs in a fresh process, so its peak resident memory (ru_maxrss) is its own.
 Figures printed:
 * components on the 1-minute clip: decode only, decode + RGB conversion,
   Face Landmarker alone (one thread, VIDEO mode, pre-decoded frames) and
-  FaceTracker alone (symmetry.tracking: the same bundle's landmark and
-  blendshape models on LiteRT), with the CPU milliseconds per frame; from
+  decode + FaceTracker (symmetry.tracking: the same bundle's landmark and
+  blendshape models on LiteRT, reading its face crop from the decoded planes
+  as a worker of the pass does), with the CPU milliseconds per frame; from
   those, the machine's ceiling for the per-frame pass with each engine: every
-  core busy decoding, converting and running the model and nothing else
-  (cores x 1000 / (decode + RGB + model ms)). The model's own cost varies
+  core busy decoding (and converting) and running the model and nothing else
+  (cores x 1000 / CPU ms per frame). The model's own cost varies
   between machines (8-10.5 ms per frame for the Face Landmarker on the 2-core
   VMs seen so far), so the ``% ceil`` column (fps against that ceiling) is the
   figure to compare across machines;
@@ -139,10 +140,11 @@ def _peak_rss_mb() -> float:
 def components(clip: Path, n: int = 300) -> dict[str, float]:
     """Print the per-frame components; return the machine's ceiling (fps) for the per-frame pass, per engine."""
     import av
+    import numpy as np
 
     from symmetry.landmarks import Landmarker, LandmarkerOptions, RunningMode
     from symmetry.tracking import FaceTracker
-    from symmetry.video import _to_rgb
+    from symmetry.video import _TRACKED_BATCH, _planes, _to_rgb
 
     def decode(convert: bool, threads: bool) -> tuple[float, float]:
         """(frames per second, CPU ms per frame)."""
@@ -177,24 +179,34 @@ def components(clip: Path, n: int = 300) -> dict[str, float]:
             lm.detect_for_video(rgb, ts)
         fps = (len(frames) - 1) / (time.perf_counter() - t0)
         lm_cpu = 1000 * (time.process_time() - c0) / (len(frames) - 1)
-    with FaceTracker() as tr:
-        previous = first.points_px
-        for rgb, _ in frames[1:31]:  # warm-up (the first runs prepare the model's kernels)
-            previous = tr.track(rgb, previous).points_px
-        t0, c0 = time.perf_counter(), time.process_time()
-        for rgb, _ in frames[31:]:
-            face = tr.track(rgb, previous)
-            previous = face.points_px if face is not None else first.points_px
-        tr_fps = (len(frames) - 31) / (time.perf_counter() - t0)
-        tr_cpu = 1000 * (time.process_time() - c0) / (len(frames) - 31)
     del frames
     print(f"  Face Landmarker alone (VIDEO mode, 1 thread, incl. conversion to symmetry arrays): {fps:.0f} fps, "
           f"{lm_cpu:.2f} ms CPU/frame")
-    print(f"  FaceTracker alone (its landmark and blendshape models on LiteRT, 1 thread, head pose): {tr_fps:.0f} fps, "
+    with av.open(str(clip)) as c, FaceTracker() as tr:
+        # as a worker of the pass runs it: one decoding thread, the face crop read from the decoded
+        # planes (no whole-frame RGB), blendshapes and head pose in batches of _TRACKED_BATCH frames
+        s = c.streams.video[0]
+        s.codec_context.thread_count = 1
+        previous, batch, k = first.points_px, [], 0
+        for frame in c.decode(s):
+            if k == 30:  # after a warm-up (the first runs prepare the model's kernels)
+                t0, c0 = time.perf_counter(), time.process_time()
+            points = tr.landmarks(_planes(frame, 0), previous)
+            previous = points if points is not None else first.points_px
+            batch.append(previous)
+            if len(batch) == _TRACKED_BATCH:
+                tr.blendshapes(np.stack(batch)), tr.head_pose(np.stack(batch))
+                batch = []
+            k += 1
+            if k == 30 + 2 * _TRACKED_BATCH * (n // (2 * _TRACKED_BATCH)):
+                break
+        tr_fps = (k - 30) / (time.perf_counter() - t0)
+        tr_cpu = 1000 * (time.process_time() - c0) / (k - 30)
+    print(f"  decode + FaceTracker (its landmark and blendshape models on LiteRT, 1 thread, head pose): {tr_fps:.0f} fps, "
           f"{tr_cpu:.2f} ms CPU/frame")
     cores = len(os.sched_getaffinity(0))
-    ceiling = {"mediapipe": cores * 1000.0 / (lm_cpu + rgb_cpu), "tracker": cores * 1000.0 / (tr_cpu + rgb_cpu)}
-    print(f"  ceiling on {cores} cores (every core busy with decode + RGB + landmarks only, nothing else): "
+    ceiling = {"mediapipe": cores * 1000.0 / (lm_cpu + rgb_cpu), "tracker": cores * 1000.0 / tr_cpu}
+    print(f"  ceiling on {cores} cores (every core busy with decoding and landmarks only, nothing else): "
           + ", ".join(f"{v:.0f} fps ({k})" for k, v in ceiling.items()))
     return ceiling
 

@@ -35,7 +35,7 @@ import numpy as np
 from .errors import ModelError
 from .landmarks import FaceLandmarks, _resolve_model, head_pose_from_matrix
 
-__all__ = ["BLENDSHAPE_MODEL_NAMES", "FaceTracker", "TrackerOptions", "tracker_available"]
+__all__ = ["BLENDSHAPE_MODEL_NAMES", "FaceTracker", "TrackerOptions", "YUV420Image", "tracker_available"]
 
 #: The 146 landmarks the blendshape model reads, in its input order (MediaPipe's
 #: ``face_blendshapes_graph.cc``, ``kLandmarksSubsetIdxs``).
@@ -94,6 +94,77 @@ class TrackerOptions:
 
     model_path: str | Path | None = None
     min_presence: float = 0.5
+
+
+#: Limited-range black (Y, Cb, Cr): what the crop shows outside the image, as RGB (0, 0, 0) would.
+_BLACK_YUV = (16.0, 128.0, 128.0)
+
+
+@dataclass(frozen=True)
+class YUV420Image:
+    """A decoded video frame as its 8-bit 4:2:0 planes, read where it lies (no whole-frame conversion).
+
+    The video pass gives :meth:`FaceTracker.track` this instead of an RGB frame:
+    the tracker samples only its 256 x 256 face crop from the planes and converts
+    that to RGB as ``cv2.COLOR_YUV2RGB_I420`` converts a whole frame (BT.601,
+    limited range; each chroma sample covers a 2 x 2 block of luma pixels), which
+    saves the decoder's output a conversion (and a copy) of every pixel.
+
+    Attributes
+    ----------
+    y, u, v : ndarray of uint8
+        Luma (H, W) and chroma (H/2, W/2) planes as stored (rows may be padded views).
+    upright : ndarray of shape (2, 3)
+        Affine map from the upright image's pixels (after the video's rotation
+        metadata) to the stored luma pixels; pixel centres at integers, as OpenCV's.
+    size : (width, height)
+        Size of the upright image (px).
+    """
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    upright: np.ndarray
+    size: tuple[int, int]
+
+    @classmethod
+    def from_planes(cls, y: np.ndarray, u: np.ndarray, v: np.ndarray, rotation_deg: int = 0) -> YUV420Image:
+        """Planes as stored, and the clockwise rotation (0, 90, 180, 270 degrees) that makes them upright.
+
+        ``rotation_deg`` follows :func:`symmetry.video._to_rgb`: 90 turns the stored
+        image counter-clockwise, 270 clockwise.
+        """
+        h, w = y.shape[:2]
+        upright = {
+            0: [[1, 0, 0], [0, 1, 0]],
+            90: [[0, -1, w - 1], [1, 0, 0]],
+            180: [[-1, 0, w - 1], [0, -1, h - 1]],
+            270: [[0, 1, 0], [-1, 0, h - 1]],
+        }[rotation_deg % 360]
+        size = (h, w) if rotation_deg % 180 else (w, h)
+        return cls(y, u, v, np.asarray(upright, dtype=np.float64), size)
+
+    def crop(self, m: np.ndarray, side: int) -> np.ndarray:
+        """RGB (side, side, 3) uint8 sampled at ``m @ (u, v, 1)`` of the upright image (bilinear, even ``side``)."""
+        import cv2
+
+        to_raw = self.upright @ np.vstack([m, [0.0, 0.0, 1.0]])  # crop px -> stored luma px
+        # a chroma crop pixel (p, q) covers luma crop pixels 2p..2p+1: centre 2p + 0.5; stored chroma
+        # sample j covers luma 2j..2j+1, so the chroma plane coordinate of luma x is (x - 0.5) / 2
+        up = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
+        to_chroma = (np.vstack([to_raw, [0.0, 0.0, 1.0]]) @ up)[:2] * 0.5
+        to_chroma[:, 2] -= 0.25
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        half = side // 2
+        i420 = np.empty((side * 3 // 2, side), dtype=np.uint8)
+        cv2.warpAffine(self.y, to_raw, (side, side), dst=i420[:side], flags=flags,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=_BLACK_YUV[0])
+        for k, plane in enumerate((self.u, self.v)):
+            out = cv2.warpAffine(plane, to_chroma, (half, half), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=_BLACK_YUV[1 + k])
+            start = side + k * side // 4
+            i420[start : start + side // 4] = out.reshape(side // 4, side)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 
 def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
@@ -215,8 +286,34 @@ class FaceTracker:
         """Release the interpreters."""
         self._lmk = self._bs = None  # type: ignore[assignment]
 
-    def track(self, rgb: np.ndarray, previous_px: np.ndarray) -> FaceLandmarks | None:
-        """The face in ``rgb`` (H, W, 3 uint8) near ``previous_px`` ((478, 2+) px), or ``None`` if lost."""
+    def track(self, image: np.ndarray | YUV420Image, previous_px: np.ndarray) -> FaceLandmarks | None:
+        """The face in ``image`` near ``previous_px`` ((478, 2+) px), or ``None`` if lost.
+
+        ``image`` is RGB (H, W, 3) uint8, or a decoded frame's planes (:class:`YUV420Image`).
+        :meth:`landmarks`, :meth:`blendshapes` and :meth:`head_pose` in one call.
+        """
+        points = self.landmarks(image, previous_px)
+        if points is None:
+            return None
+        scores = self.blendshapes(points)
+        transform = self.head_pose(points)
+        size = image.size if isinstance(image, YUV420Image) else (int(image.shape[1]), int(image.shape[0]))
+        return FaceLandmarks(
+            points_px=points,
+            image_size=size,
+            blendshapes={name: float(s) for name, s in zip(BLENDSHAPE_MODEL_NAMES, scores)},
+            transform=transform,
+            head_pose_deg=head_pose_from_matrix(transform),
+            n_faces=1,
+        )
+
+    def landmarks(self, image: np.ndarray | YUV420Image, previous_px: np.ndarray) -> np.ndarray | None:
+        """The 478 points (478, 3; px) of the face in ``image`` near ``previous_px``, or ``None`` if lost.
+
+        The video pass calls this per frame and :meth:`blendshapes` and
+        :meth:`head_pose` on batches of frames (each model's weights then stay
+        in the cache while it runs).
+        """
         import cv2
 
         prev = np.asarray(previous_px, dtype=np.float64)[:, :2]
@@ -235,9 +332,13 @@ class FaceTracker:
         m = np.empty((2, 3))
         m[:, :2] = a
         m[:, 2] = centre - a @ np.array([_CROP / 2, _CROP / 2])
-        crop = cv2.warpAffine(rgb, m, (_CROP, _CROP), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT)
-        self._lmk.set_tensor(self._lmk_in, crop[None].astype(np.float32) * np.float32(1.0 / 255.0))
+        if isinstance(image, YUV420Image):
+            crop = image.crop(m, _CROP)
+        else:
+            crop = cv2.warpAffine(image, m, (_CROP, _CROP), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_CONSTANT)
+        # written straight into the model's input (the view is dropped before it runs)
+        np.multiply(crop, np.float32(1.0 / 255.0), out=self._lmk.tensor(self._lmk_in)()[0], casting="unsafe")
         self._lmk.invoke()
         logit = float(np.ravel(self._lmk.get_tensor(self._lmk_presence))[0])
         if 1.0 / (1.0 + np.exp(-logit)) < self.options.min_presence:
@@ -246,26 +347,33 @@ class FaceTracker:
         points = np.empty((478, 3))
         points[:, :2] = (raw[:, :2] - _CROP / 2) @ a.T + centre
         points[:, 2] = raw[:, 2] * size / _CROP
-        self._bs.set_tensor(self._bs_in, points[_BLENDSHAPE_INDEX, :2][None].astype(np.float32))
-        self._bs.invoke()
-        scores = np.ravel(self._bs.get_tensor(self._bs_out))
-        transform = self._pose(points)
-        return FaceLandmarks(
-            points_px=points,
-            image_size=(int(rgb.shape[1]), int(rgb.shape[0])),
-            blendshapes={name: float(s) for name, s in zip(BLENDSHAPE_MODEL_NAMES, scores)},
-            transform=transform,
-            head_pose_deg=head_pose_from_matrix(transform),
-            n_faces=1,
-        )
+        return points
 
-    def _pose(self, points: np.ndarray) -> np.ndarray:
-        """Canonical face -> camera rotation (4 x 4; x right, y up, z toward the viewer), weighted Procrustes."""
-        p = np.column_stack([points[self._ids, 0], -points[self._ids, 1], -points[self._ids, 2]])
+    def blendshapes(self, points: np.ndarray) -> np.ndarray:
+        """The 52 blendshape scores (0-1, :data:`BLENDSHAPE_MODEL_NAMES` order) of (478, 2+) points, or of
+        a batch (n, 478, 2+) -> (n, 52)."""
+        pts = np.asarray(points)
+        batch = pts.reshape(-1, *pts.shape[-2:])[:, _BLENDSHAPE_INDEX, :2].astype(np.float32)
+        out = np.empty((len(batch), len(BLENDSHAPE_MODEL_NAMES)))
+        for k, x in enumerate(batch):
+            self._bs.set_tensor(self._bs_in, x[None])
+            self._bs.invoke()
+            out[k] = np.ravel(self._bs.get_tensor(self._bs_out))
+        return out[0] if pts.ndim == 2 else out
+
+    def head_pose(self, points: np.ndarray) -> np.ndarray:
+        """Canonical face -> camera rotation (4 x 4; x right, y up, z toward the viewer), a weighted
+        Procrustes fit to (478, 3) points, or to a batch (n, 478, 3) -> (n, 4, 4)."""
+        pts = np.asarray(points, dtype=np.float64)
+        sel = pts.reshape(-1, *pts.shape[-2:])[:, self._ids, :3] * np.array([1.0, -1.0, -1.0])
         w = self._weights
-        pc, mc = p - w @ p, self._canonical - w @ self._canonical
-        u, _, vt = np.linalg.svd((mc * w[:, None]).T @ pc)
-        sign = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-        out = np.eye(4)
-        out[:3, :3] = vt.T @ np.diag([1.0, 1.0, sign]) @ u.T
-        return out
+        pc = sel - np.einsum("k,nkj->nj", w, sel)[:, None, :]
+        mc = self._canonical - w @ self._canonical
+        u, _, vt = np.linalg.svd(np.einsum("ki,nkj->nij", mc * w[:, None], pc))
+        v_ut = np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)
+        sign = np.where(np.linalg.det(v_ut) < 0, -1.0, 1.0)
+        fix = np.tile(np.eye(3), (len(sel), 1, 1))
+        fix[:, 2, 2] = sign
+        out = np.tile(np.eye(4), (len(sel), 1, 1))
+        out[:, :3, :3] = np.swapaxes(vt, 1, 2) @ fix @ np.swapaxes(u, 1, 2)
+        return out[0] if pts.ndim == 2 else out

@@ -58,8 +58,8 @@ from .events import (
     static_columns,
 )
 from .frame import inter_pupil_px, pupil_axes, pupil_frame
-from .landmarks import CONTOURS, LM, FaceLandmarks, Landmarker, LandmarkerOptions, RunningMode, Side
-from .tracking import FaceTracker, TrackerOptions
+from .landmarks import CONTOURS, LM, FaceLandmarks, Landmarker, LandmarkerOptions, RunningMode, Side, head_pose_from_matrix
+from .tracking import BLENDSHAPE_MODEL_NAMES, FaceTracker, TrackerOptions, YUV420Image
 from .measures import (
     MOVEMENT_MEASURES,
     STATIC_MEASURES,
@@ -376,6 +376,17 @@ def _to_rgb(frame: Any, rotation: int) -> np.ndarray:
     return rgb
 
 
+def _planes(frame: Any, rotation: int) -> YUV420Image | np.ndarray:
+    """A decoded frame as the tracker reads it: its 4:2:0 planes in place (no copy, no conversion),
+    or upright RGB for the pixel formats that have no such planes (see :func:`_to_rgb`)."""
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        return _to_rgb(frame, rotation)
+    y, u, v = (
+        np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes[:3]
+    )
+    return YUV420Image.from_planes(y, u, v, rotation)
+
+
 def _seek(container: Any, stream: Any, target_s: float) -> None:
     """Seek to the keyframe at or before ``target_s`` (stream time)."""
     t0 = stream.start_time or 0
@@ -634,6 +645,7 @@ def _run_segment(
     source = info.source
     warm_from = seg.start_s - _WARMUP_S if seg.start_s > 0 else -math.inf
     previous: np.ndarray | None = None  # the tracker's last points (image px)
+    pending: list[tuple[int, np.ndarray]] = []  # (row, points) of tracked frames awaiting blendshapes
     with _open(source) as container:
         stream = container.streams.video[0]
         if workers <= 1:
@@ -651,20 +663,29 @@ def _run_segment(
             index = int(round(t * info.fps))
             if index % stride:
                 continue
-            rgb = _to_rgb(frame, info.rotation_deg)
-            ts = max(int(round(t * 1000.0)), last_ts[0] + 1)  # MediaPipe needs increasing timestamps
-            last_ts[0] = ts
+            points = None  # the tracker's landmarks; their blendshapes and head pose come in batches
             if landmarker is not None:
-                face = landmarker.detect_for_video(rgb, ts)
+                ts = max(int(round(t * 1000.0)), last_ts[0] + 1)  # MediaPipe needs increasing timestamps
+                last_ts[0] = ts
+                face = landmarker.detect_for_video(_to_rgb(frame, info.rotation_deg), ts)
             else:
-                face = tracker.track(rgb, previous) if tracker is not None and previous is not None else None
-                if face is None:  # no face yet, or the tracker lost it: MediaPipe's Face Landmarker looks
-                    face = find(rgb)
-                previous = None if face is None else face.points_px
+                # the tracker reads its face crop from the decoded planes: no whole-frame RGB
+                face = None
+                if tracker is not None and previous is not None:
+                    points = tracker.landmarks(_planes(frame, info.rotation_deg), previous)
+                if points is None:  # no face yet, or the tracker lost it: MediaPipe's Face Landmarker looks
+                    face = find(_to_rgb(frame, info.rotation_deg))
+                previous = points if face is None else face.points_px
             if t < seg.start_s:
                 continue  # warm-up frame of the tracker
             seg.times.append(float(t))
-            if face is None:
+            if points is not None:
+                pending.append((len(seg.values), points))
+                seg.values.append(_NO_FACE)  # until _finish_tracked
+                seg.points.append(points[_POINT_INDEX, :2].astype(np.float32))
+                if len(pending) >= _TRACKED_BATCH:
+                    _finish_tracked(tracker, seg, pending)
+            elif face is None:
                 seg.values.append(_NO_FACE)
                 seg.points.append(_NO_POINTS)
             else:
@@ -673,6 +694,26 @@ def _run_segment(
                 seg.points.append(kept[1])
             if progress is not None:
                 progress(1)
+    _finish_tracked(tracker, seg, pending)
+
+
+#: Tracked frames whose blendshapes and head pose are computed together (each model's weights stay
+#: in the cache while it runs over the batch: 0.3 ms a frame less than model after model per frame).
+_TRACKED_BATCH = 64
+_MODEL_BLENDSHAPES = np.array([BLENDSHAPE_MODEL_NAMES.index(name) for name in BLENDSHAPE_NAMES])
+
+
+def _finish_tracked(tracker: FaceTracker | None, seg: _Segment, pending: list[tuple[int, np.ndarray]]) -> None:
+    """Fill the head pose and blendshapes of the tracked frames in ``pending`` (then emptied)."""
+    if not pending or tracker is None:
+        return
+    rows = [row for row, _ in pending]
+    points = np.stack([p for _, p in pending])
+    scores = tracker.blendshapes(points)[:, _MODEL_BLENDSHAPES]
+    for row, transform, bs in zip(rows, tracker.head_pose(points), scores):
+        pose = head_pose_from_matrix(transform)
+        seg.values[row] = np.concatenate([[pose["yaw"], pose["pitch"], pose["roll"]], bs])
+    pending.clear()
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 
 from symmetry.errors import ModelError
 from symmetry.landmarks import CONTOURS, Landmarker, LandmarkerOptions, RunningMode, Side
-from symmetry.tracking import BLENDSHAPE_MODEL_NAMES, FaceTracker, TrackerOptions, _canonical_face
+from symmetry.tracking import BLENDSHAPE_MODEL_NAMES, FaceTracker, TrackerOptions, YUV420Image, _canonical_face
 from symmetry.video import VideoOptions, measure_video, video_frames
 
 pytest.importorskip("ai_edge_litert")
@@ -114,3 +114,61 @@ def test_frames_series_with_the_tracker_matches_mediapipe(real_clip) -> None:  #
     assert fast["face_found"].all() and len(fast) == len(slow)
     for col in ("commissure_x_right", "commissure_x_left", "palpebral_fissure_height_right", "brow_height_left"):
         assert np.nanmedian(np.abs(fast[col] - slow[col])) < 0.3, col  # mm
+
+
+# a phone stores the frame turned; its rotation metadata turns it upright (as symmetry.video._to_rgb does)
+_STORE = {0: None, 90: "ROTATE_90_CLOCKWISE", 180: "ROTATE_180", 270: "ROTATE_90_COUNTERCLOCKWISE"}
+_UPRIGHT = {0: None, 90: "ROTATE_90_COUNTERCLOCKWISE", 180: "ROTATE_180", 270: "ROTATE_90_CLOCKWISE"}
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_the_face_crop_from_a_frame_s_planes_is_the_crop_of_its_rgb(rotation, portraits) -> None:  # type: ignore[no-untyped-def]
+    """The video pass hands the tracker the decoder's 4:2:0 planes; the crop read from them must be the
+    crop of the upright RGB frame (same place, same colours), also where it leaves the image."""
+    import cv2
+
+    img = portraits["obama"]
+    img = img[: img.shape[0] // 2 * 2, : img.shape[1] // 2 * 2]
+    stored = img if _STORE[rotation] is None else cv2.rotate(img, getattr(cv2, _STORE[rotation]))
+    h, w = stored.shape[:2]
+    flat = cv2.cvtColor(stored, cv2.COLOR_RGB2YUV_I420).ravel()
+    y = flat[: h * w].reshape(h, w)
+    u = flat[h * w : h * w * 5 // 4].reshape(h // 2, w // 2)
+    v = flat[h * w * 5 // 4 :].reshape(h // 2, w // 2)
+    upright = cv2.cvtColor(flat.reshape(-1, w), cv2.COLOR_YUV2RGB_I420)
+    if _UPRIGHT[rotation] is not None:
+        upright = cv2.rotate(upright, getattr(cv2, _UPRIGHT[rotation]))
+    planes = YUV420Image.from_planes(y, u, v, rotation)
+    assert planes.size == (upright.shape[1], upright.shape[0])
+    a = 1.3 * np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]])
+    inside, corner = (0.45 * upright.shape[1] + 0.3, 0.4 * upright.shape[0] - 0.7), (60.2, 40.6)
+    for centre in (inside, corner):  # the corner's crop is mostly outside the image: black, as warpAffine's
+        m = np.column_stack([a, np.array(centre) - a @ [128, 128]])
+        want = cv2.warpAffine(upright, m, (256, 256), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP).astype(int)
+        got = planes.crop(m, 256).astype(int)
+        # measured 0.9 levels (the chroma is sampled at the crop's scale); half a pixel off gives 2.9
+        assert np.abs(got - want).mean() < 1.5
+        if centre == inside:
+            shifted = planes.crop(m + [[0, 0, 0.5], [0, 0, 0]], 256).astype(int)
+            assert np.abs(shifted - want).mean() > 2.0  # the check can tell half a pixel
+
+
+def test_tracking_from_planes_finds_the_points_tracking_from_rgb(real_clip) -> None:  # type: ignore[no-untyped-def]
+    from symmetry.video import _planes, _to_rgb
+
+    with av.open(str(real_clip)) as c:
+        decoded = [f for _, f in zip(range(12), c.decode(video=0))]
+    with Landmarker() as lm, FaceTracker() as tr:
+        previous = lm.detect(_to_rgb(decoded[0], 0)).points_px
+        for frame in decoded[1:]:
+            planes = _planes(frame, 0)
+            assert isinstance(planes, YUV420Image)
+            a, b = tr.track(_to_rgb(frame, 0), previous), tr.track(planes, previous)
+            assert a is not None and b is not None and a.image_size == b.image_size
+            assert np.median(np.hypot(*(a.points_px[:, :2] - b.points_px[:, :2]).T)) < 0.3  # px (measured 0.1)
+            assert max(abs(a.blendshapes[k] - b.blendshapes[k]) for k in a.blendshapes) < 0.1
+            # the batch forms give what the per-frame ones give
+            batch = np.stack([a.points_px, b.points_px])
+            assert np.allclose(tr.blendshapes(batch)[1], [b.blendshapes[k] for k in BLENDSHAPE_MODEL_NAMES], atol=1e-6)
+            assert np.allclose(tr.head_pose(batch)[0], a.transform)
+            previous = b.points_px
