@@ -1,13 +1,17 @@
-"""Face tracking across video frames: MediaPipe's own landmark and blendshape models, run directly.
+"""Faces in video frames: MediaPipe's own detector, landmark and blendshape models, run directly.
 
-MediaPipe's FaceLandmarker (:mod:`symmetry.landmarks`) finds a face; from the
-next frame on, :class:`FaceTracker` runs the same two models that the
-FaceLandmarker bundle holds (``face_landmarks_detector.tflite``: 478 points
-from a 256 x 256 face crop; ``face_blendshapes.tflite``: 52 scores from 146 of
-the points) through LiteRT, Google's runtime for them, on the face region the
-previous frame's points give, as MediaPipe's tracking does. That skips the
-FaceLandmarker graph's overhead (about a third of its time per frame on the
-machines seen here), which is what the video pass spends most of its time in.
+:class:`FaceTracker` runs the three models that the FaceLandmarker bundle holds
+(``face_detector.tflite``: BlazeFace short range, face boxes from a 128 x 128
+image; ``face_landmarks_detector.tflite``: 478 points from a 256 x 256 face
+crop; ``face_blendshapes.tflite``: 52 scores from 146 of the points) through
+LiteRT, Google's runtime for them, as MediaPipe's FaceLandmarker does: a face
+is found with the detector (:meth:`FaceTracker.find`, :meth:`FaceTracker.detect`)
+and from the next frame on followed on the face region the previous frame's
+points give (:meth:`FaceTracker.track`, :meth:`FaceTracker.landmarks`). That
+skips the FaceLandmarker graph's overhead (about a third of its time per frame
+on the machines seen here), which is what the video pass spends most of its
+time in. The video pass hands it the decoder's planes (:class:`YUV420Image`):
+only the face crop is converted to RGB.
 
 Conventions follow :mod:`symmetry.landmarks`: points in image pixels (MediaPipe's
 edge-based coordinates, ``x_norm * width``), ``z`` on the scale of ``x``.
@@ -67,6 +71,72 @@ BLENDSHAPE_MODEL_NAMES = (
 #: Input size of the landmark model (px) and the face region's size against the landmarks' box.
 _CROP = 256
 _ROI_SCALE = 1.5
+
+#: The face detector (BlazeFace short range, MediaPipe's ``face_detection_short_range`` graph):
+#: input size (px), SSD anchor strides, score threshold, suppression overlap (IoU).
+_DETECT = 128
+_STRIDES = (8, 16, 16, 16)
+_MIN_DETECTION = 0.5
+_SUPPRESSION_IOU = 0.3
+
+
+def _anchors() -> np.ndarray:
+    """Anchor centres (896, 2) in input units (0-1): MediaPipe's SsdAnchorsCalculator with fixed-size anchors.
+
+    Consecutive layers of equal stride share one grid; each layer adds two anchors per cell
+    (aspect ratio 1 and the interpolated scale), all of size 1.
+    """
+    if _ANCHORS:
+        return _ANCHORS[0]
+    out: list[np.ndarray] = []
+    k = 0
+    while k < len(_STRIDES):
+        stride, n = _STRIDES[k], 0
+        while k < len(_STRIDES) and _STRIDES[k] == stride:
+            n += 2
+            k += 1
+        side = int(np.ceil(_DETECT / stride))
+        y, x = np.mgrid[0:side, 0:side]
+        centres = np.stack([(x.ravel() + 0.5) / side, (y.ravel() + 0.5) / side], axis=1)
+        out.append(np.repeat(centres, n, axis=0))
+    _ANCHORS.append(np.concatenate(out))
+    return _ANCHORS[0]
+
+
+_ANCHORS: list[np.ndarray] = []
+
+
+def _decode_boxes(raw: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Detector regressions (n, 16) -> (n, 16): box centre x, y, width, height, then 6 keypoints (x, y),
+    in input units (0-1). MediaPipe's TensorsToDetectionsCalculator with x/y/w/h scale 128."""
+    out = raw / _DETECT
+    out[:, 0:2] += anchors
+    out[:, 4:16] += np.tile(anchors, 6)
+    return out
+
+
+def _suppress(boxes: np.ndarray, scores: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Weighted non-maximum suppression (MediaPipe's WEIGHTED mode): ((cx, cy, w, h), keypoints (6, 2))
+    per face, each the score-weighted mean of the detections overlapping it."""
+    keep = scores >= _MIN_DETECTION
+    boxes, scores = boxes[keep], scores[keep]
+    order = np.argsort(-scores)
+    boxes, scores = boxes[order], scores[order]
+    lo, hi = boxes[:, 0:2] - boxes[:, 2:4] / 2, boxes[:, 0:2] + boxes[:, 2:4] / 2
+    area = np.prod(boxes[:, 2:4], axis=1)
+    left = np.ones(len(boxes), dtype=bool)
+    faces = []
+    for i in range(len(boxes)):
+        if not left[i]:
+            continue
+        inter = np.prod(np.clip(np.minimum(hi[i], hi) - np.maximum(lo[i], lo), 0.0, None), axis=1)
+        group = left & (inter / np.maximum(area[i] + area - inter, 1e-12) > _SUPPRESSION_IOU)
+        group[i] = True
+        w = scores[group] / scores[group].sum()
+        mean = w @ boxes[group]
+        faces.append((mean[:4], mean[4:16].reshape(6, 2)))
+        left &= ~group
+    return faces
 
 
 def tracker_available() -> bool:
@@ -167,6 +237,11 @@ class YUV420Image:
         return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 
+def _size(image: np.ndarray | YUV420Image) -> tuple[int, int]:
+    """(width, height) of an upright image, px."""
+    return image.size if isinstance(image, YUV420Image) else (int(image.shape[1]), int(image.shape[0]))
+
+
 def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value) of a protobuf message (the four wire types the metadata uses)."""
     i = 0
@@ -262,11 +337,16 @@ class FaceTracker:
             members = _bundle_members(path)
             self._lmk = Interpreter(model_content=members["face_landmarks_detector.tflite"], num_threads=1)
             self._bs = Interpreter(model_content=members["face_blendshapes.tflite"], num_threads=1)
+            self._det = Interpreter(model_content=members["face_detector.tflite"], num_threads=1)
             self._ids, self._weights, self._canonical = _canonical_face(members["geometry_pipeline_metadata_landmarks.binarypb"])
         except (KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ModelError(f"{path}: not a FaceLandmarker bundle with landmark, blendshape and geometry models ({exc})") from exc
         self._lmk.allocate_tensors()
         self._bs.allocate_tensors()
+        self._det.allocate_tensors()
+        self._det_in = self._det.get_input_details()[0]["index"]
+        det_out = {int(np.prod(d["shape"])): d["index"] for d in self._det.get_output_details()}
+        self._det_boxes, self._det_scores = det_out[len(_anchors()) * 16], det_out[len(_anchors())]
         self._lmk_in = self._lmk.get_input_details()[0]["index"]
         out = self._lmk.get_output_details()
         # outputs: the 478 x 3 points (1434 values) and the face-presence logit (1 value)
@@ -284,7 +364,7 @@ class FaceTracker:
 
     def close(self) -> None:
         """Release the interpreters."""
-        self._lmk = self._bs = None  # type: ignore[assignment]
+        self._lmk = self._bs = self._det = None  # type: ignore[assignment]
 
     def track(self, image: np.ndarray | YUV420Image, previous_px: np.ndarray) -> FaceLandmarks | None:
         """The face in ``image`` near ``previous_px`` ((478, 2+) px), or ``None`` if lost.
@@ -297,10 +377,9 @@ class FaceTracker:
             return None
         scores = self.blendshapes(points)
         transform = self.head_pose(points)
-        size = image.size if isinstance(image, YUV420Image) else (int(image.shape[1]), int(image.shape[0]))
         return FaceLandmarks(
             points_px=points,
-            image_size=size,
+            image_size=_size(image),
             blendshapes={name: float(s) for name, s in zip(BLENDSHAPE_MODEL_NAMES, scores)},
             transform=transform,
             head_pose_deg=head_pose_from_matrix(transform),
@@ -314,16 +393,83 @@ class FaceTracker:
         :meth:`head_pose` on batches of frames (each model's weights then stay
         in the cache while it runs).
         """
-        import cv2
-
         prev = np.asarray(previous_px, dtype=np.float64)[:, :2]
         lo, hi = prev.min(axis=0), prev.max(axis=0)
-        centre = (lo + hi) / 2.0
-        size = float(max(hi - lo)) * _ROI_SCALE
-        if not (np.isfinite(size) and size > 1.0):
-            return None
         d = prev[263] - prev[33]
-        angle = float(np.arctan2(d[1], d[0]))  # the region turns with the eye line
+        # the region turns with the eye line
+        return self._landmarks_in(image, (lo + hi) / 2.0, float(max(hi - lo)) * _ROI_SCALE, float(np.arctan2(d[1], d[0])))
+
+    def find(self, image: np.ndarray | YUV420Image) -> FaceLandmarks | None:
+        """The largest face in the whole ``image`` with its blendshapes and head pose, or ``None``
+        (:meth:`detect`, :meth:`blendshapes` and :meth:`head_pose`; ``n_faces`` counts the faces found)."""
+        faces = self.faces(image)
+        points = self._landmarks_on(image, faces[0]) if faces else None
+        if points is None:
+            return None
+        transform = self.head_pose(points)
+        return FaceLandmarks(
+            points_px=points,
+            image_size=_size(image),
+            blendshapes={name: float(s) for name, s in zip(BLENDSHAPE_MODEL_NAMES, self.blendshapes(points))},
+            transform=transform,
+            head_pose_deg=head_pose_from_matrix(transform),
+            n_faces=len(faces),
+        )
+
+    def detect(self, image: np.ndarray | YUV420Image) -> np.ndarray | None:
+        """The 478 points (478, 3; px) of the largest face in the whole ``image``, or ``None``.
+
+        How MediaPipe's FaceLandmarker finds a face in IMAGE mode: the face box
+        of :meth:`faces`, turned level with the eyes and enlarged 1.5 times
+        (square), goes to the landmark model.
+        """
+        faces = self.faces(image)
+        return self._landmarks_on(image, faces[0]) if faces else None
+
+    def faces(self, image: np.ndarray | YUV420Image) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The faces in ``image``, largest first: (box (centre x, centre y, width, height), eyes (2, 2)), px.
+
+        The bundle's face detector (``face_detector.tflite``, BlazeFace short
+        range, as MediaPipe's FaceLandmarker runs it): the image letterboxed to
+        128 x 128, the SSD anchors decoded, weighted non-maximum suppression.
+        ``eyes`` holds the eye on the image's left first.
+        """
+        w, h = _size(image)
+        scale = max(w, h) / _DETECT
+        m = np.array([[scale, 0.0, w / 2.0 - scale * _DETECT / 2], [0.0, scale, h / 2.0 - scale * _DETECT / 2]])
+        crop = self._crop(image, m, _DETECT)
+        np.subtract(np.multiply(crop, np.float32(1.0 / 127.5), dtype=np.float32), np.float32(1.0),
+                    out=self._det.tensor(self._det_in)()[0])
+        self._det.invoke()
+        raw = self._det.get_tensor(self._det_boxes).reshape(-1, 16).astype(np.float64)
+        logits = np.clip(self._det.get_tensor(self._det_scores).reshape(-1).astype(np.float64), -100.0, 100.0)
+        out = []
+        for box, keypoints in _suppress(_decode_boxes(raw, _anchors()), 1.0 / (1.0 + np.exp(-logits))):
+            # input units (0-1) -> image px
+            centre = box[:2] * _DETECT @ m[:, :2].T + m[:, 2]
+            eyes = keypoints[:2] * _DETECT @ m[:, :2].T + m[:, 2]
+            out.append((np.concatenate([centre, box[2:4] * _DETECT * scale]), eyes))
+        return sorted(out, key=lambda f: -f[0][2] * f[0][3])
+
+    def _landmarks_on(self, image: np.ndarray | YUV420Image, face: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+        box, eyes = face
+        d = eyes[1] - eyes[0]
+        return self._landmarks_in(image, box[:2], _ROI_SCALE * float(max(box[2:4])), float(np.arctan2(d[1], d[0])))
+
+    @staticmethod
+    def _crop(image: np.ndarray | YUV420Image, m: np.ndarray, side: int) -> np.ndarray:
+        import cv2
+
+        if isinstance(image, YUV420Image):
+            return image.crop(m, side)
+        return cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+    def _landmarks_in(self, image: np.ndarray | YUV420Image, centre: np.ndarray, size: float,
+                      angle: float) -> np.ndarray | None:
+        """The landmark model on the square region of side ``size`` px about ``centre``, turned by ``angle`` (rad)."""
+        if not (np.isfinite(size) and size > 1.0 and np.isfinite(centre).all() and np.isfinite(angle)):
+            return None
         rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         a = size / _CROP * rot
         # crop pixel (u, v) samples the image at centre + a @ ((u, v) - 128), and the model's points (crop
@@ -332,11 +478,7 @@ class FaceTracker:
         m = np.empty((2, 3))
         m[:, :2] = a
         m[:, 2] = centre - a @ np.array([_CROP / 2, _CROP / 2])
-        if isinstance(image, YUV420Image):
-            crop = image.crop(m, _CROP)
-        else:
-            crop = cv2.warpAffine(image, m, (_CROP, _CROP), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_CONSTANT)
+        crop = self._crop(image, m, _CROP)
         # written straight into the model's input (the view is dropped before it runs)
         np.multiply(crop, np.float32(1.0 / 255.0), out=self._lmk.tensor(self._lmk_in)()[0], casting="unsafe")
         self._lmk.invoke()

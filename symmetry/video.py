@@ -497,12 +497,15 @@ class VideoOptions:
     model_path : path or None
         Another ``face_landmarker.task``.
     engine : {"auto", "tracker", "mediapipe"}
-        How each frame's face is found. ``"tracker"``: MediaPipe's
-        FaceLandmarker finds the face, then :class:`~symmetry.tracking.FaceTracker`
-        runs its landmark and blendshape models directly on the region the
-        previous frame's points give (about 1.5x faster per frame; points not
-        smoothed across frames). ``"mediapipe"``: the FaceLandmarker in VIDEO
-        mode on every frame. ``"auto"``: the tracker where LiteRT is installed.
+        How each frame's face is found. ``"tracker"``:
+        :class:`~symmetry.tracking.FaceTracker` runs the FaceLandmarker's own
+        detector, landmark and blendshape models directly: the detector finds
+        the face, then the landmark model follows it on the region the previous
+        frame's points give (about 1.5x faster per frame; points not smoothed
+        across frames); the summary's rest and peak frames are found the same
+        way. ``"mediapipe"``: the FaceLandmarker in VIDEO mode on every frame
+        (and in IMAGE mode on the summary's frames). ``"auto"``: the tracker
+        where LiteRT is installed.
     """
 
     frame_stride: int = 1
@@ -634,7 +637,6 @@ def _run_segment(
     seg: _Segment,
     landmarker: Landmarker | None,
     tracker: FaceTracker | None,
-    find: Callable[[np.ndarray], FaceLandmarks | None],
     info: VideoInfo,
     stride: int,
     last_ts: list[int],
@@ -668,14 +670,15 @@ def _run_segment(
                 ts = max(int(round(t * 1000.0)), last_ts[0] + 1)  # MediaPipe needs increasing timestamps
                 last_ts[0] = ts
                 face = landmarker.detect_for_video(_to_rgb(frame, info.rotation_deg), ts)
-            else:
-                # the tracker reads its face crop from the decoded planes: no whole-frame RGB
+            elif tracker is not None:
+                # the tracker reads its face crops from the decoded planes: no whole-frame RGB
                 face = None
-                if tracker is not None and previous is not None:
-                    points = tracker.landmarks(_planes(frame, info.rotation_deg), previous)
-                if points is None:  # no face yet, or the tracker lost it: MediaPipe's Face Landmarker looks
-                    face = find(_to_rgb(frame, info.rotation_deg))
-                previous = points if face is None else face.points_px
+                image = _planes(frame, info.rotation_deg)
+                if previous is not None:
+                    points = tracker.landmarks(image, previous)
+                if points is None:  # no face yet, or the tracker lost it: look over the whole frame
+                    points = tracker.detect(image)
+                previous = points
             if t < seg.start_s:
                 continue  # warm-up frame of the tracker
             seg.times.append(float(t))
@@ -724,14 +727,13 @@ class _RawSeries:
     decoded: int
 
 
-def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | None,
-                   finder: Callable[[], Landmarker]) -> _RawSeries:
+def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | None) -> _RawSeries:
     """The per-frame pass: landmarks, blendshapes and head pose of every analysed frame.
 
     With the tracker (``options.uses_tracker()``) each worker runs a
-    :class:`~symmetry.tracking.FaceTracker`, and the faces it has not found yet
-    (a segment's first frame, a lost face) are looked for by one IMAGE-mode
-    Face Landmarker shared by the workers (``finder()``).
+    :class:`~symmetry.tracking.FaceTracker`, which also finds the faces it has
+    not followed from the previous frame (a segment's first frame, a lost face)
+    with the bundle's face detector, as the Face Landmarker does.
     Otherwise each worker runs a Face Landmarker in VIDEO mode.
     """
     workers = options.n_workers()
@@ -743,14 +745,6 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
     lm_options = LandmarkerOptions(model_path=options.model_path, running_mode=RunningMode.VIDEO, num_faces=1)
 
     use_tracker = options.uses_tracker()
-    find_lock = threading.Lock()
-
-    def find(rgb: np.ndarray) -> FaceLandmarks | None:
-        with find_lock:  # one IMAGE-mode landmarker for every worker (rarely called)
-            try:
-                return finder().detect(rgb, source=info.source)
-            except NoFaceError:
-                return None
 
     def work() -> None:
         try:
@@ -765,7 +759,7 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
                         if not queue:
                             return
                         seg = queue.pop(0)
-                    _run_segment(seg, lm, tracker, find, info, options.frame_stride, last_ts, progress, stop, len(segments))
+                    _run_segment(seg, lm, tracker, info, options.frame_stride, last_ts, progress, stop, len(segments))
         except _StopRequested:
             pass
         except BaseException as exc:  # re-raised in the caller's thread
@@ -1279,6 +1273,7 @@ class VideoAnalyser:
     def __init__(self, options: VideoOptions | None = None) -> None:
         self.options = options or VideoOptions()
         self._image_lm: Landmarker | None = None
+        self._load_lock = threading.Lock()
 
     def __enter__(self) -> "VideoAnalyser":
         return self
@@ -1292,9 +1287,38 @@ class VideoAnalyser:
             self._image_lm = None
 
     def _image_landmarker(self) -> Landmarker:
-        if self._image_lm is None:
-            self._image_lm = Landmarker(LandmarkerOptions(model_path=self.options.model_path))
-        return self._image_lm
+        with self._load_lock:
+            if self._image_lm is None:
+                self._image_lm = Landmarker(LandmarkerOptions(model_path=self.options.model_path))
+            return self._image_lm
+
+    def _finder(self) -> Callable[[np.ndarray], FaceLandmarks | None]:
+        """The largest face of an RGB frame, or ``None``; safe to call from several threads.
+
+        With the tracker (``options.uses_tracker()``): :meth:`FaceTracker.find
+        <symmetry.tracking.FaceTracker.find>`, one tracker per thread (the same
+        detector and models as the Face Landmarker, without loading it);
+        otherwise the still-image Face Landmarker (which serialises its calls).
+        """
+        if not self.options.uses_tracker():
+            lm = self._image_landmarker()
+            return lambda rgb: _detect(lm, rgb)
+        local = threading.local()
+
+        def find(rgb: np.ndarray) -> FaceLandmarks | None:
+            tracker = getattr(local, "tracker", None)
+            if tracker is None:
+                tracker = local.tracker = FaceTracker(TrackerOptions(self.options.model_path))
+            return tracker.find(rgb)
+
+        return find
+
+    def _preload(self) -> None:
+        """Load the still-image landmarker (in a background thread); a failure shows when it is used."""
+        try:
+            self._image_landmarker()
+        except Exception:
+            pass
 
     def frames(
         self,
@@ -1329,12 +1353,19 @@ class VideoAnalyser:
         spans = _spans(events)
         info = probe_video(path)
         with _progress(progress, info, total=info.n_frames // self.options.frame_stride) as tick:
-            raw = _landmark_pass(info, self.options, tick, self._image_landmarker)
+            loading = None
+            if not self.options.uses_tracker():
+                # the still-image landmarker (several faces, the summary's rest and peak frames) loads meanwhile
+                loading = threading.Thread(target=self._preload, name="symmetry-load", daemon=True)
+                loading.start()
+            raw = _landmark_pass(info, self.options, tick)
+            if loading is not None:
+                loading.join()
         series = _build_series(raw, info, self.options, spans)
         short = _ends_early(info, raw.time_s, self.options.frame_stride)
         if short:
             series.warnings.insert(0, short)
-        series.warnings.extend(_several_faces(series, self._image_landmarker()))
+        series.warnings.extend(_several_faces(series, self._finder()))
         return series
 
     def measure(
@@ -1369,13 +1400,13 @@ class VideoAnalyser:
         if kdir is not None:
             kdir.mkdir(parents=True, exist_ok=True)
         stem = Path(series.source).stem
-        lm = self._image_landmarker()
+        find = self._finder()
 
         with contextlib.closing(_frames_at(series.info, [rest_t])) as grab:
             rest_rgb = next(grab, (rest_t, None))[1]
         rest_photo = None
         if rest_rgb is not None:
-            rest_face = _detect(lm, rest_rgb)
+            rest_face = find(rest_rgb)
             if rest_face is not None:
                 rest_photo = self._rest_photo(series, rest_rgb, rest_face, rest_t)
         if rest_photo is None:
@@ -1391,7 +1422,7 @@ class VideoAnalyser:
             by_time.setdefault(seg.events[k].peak_s, []).append(k)
         def peak(target: float, rgb: np.ndarray) -> dict[int, VideoEvent]:
             """The events peaking at ``target``, measured on its frame (runs in a pool thread)."""
-            face = _detect(lm, rgb)  # the landmarker serialises its own calls
+            face = find(rgb)
             if face is None:
                 return {}
             out = {}
@@ -1488,12 +1519,12 @@ class VideoAnalyser:
 _FACE_SAMPLES = 5
 
 
-def _several_faces(series: FrameSeries, lm: Landmarker) -> list[str]:
+def _several_faces(series: FrameSeries, find: Callable[[np.ndarray], FaceLandmarks | None]) -> list[str]:
     """Warnings when other faces share the picture, from a few sampled frames.
 
     The streaming pass tracks one face. A few frames are decoded again and
-    searched for every face (IMAGE mode, the largest first); the warning says
-    how many showed several faces and whether the series followed the largest.
+    searched for every face (``find``, the largest first); the warning says how
+    many showed several faces and whether the series followed the largest.
     """
     f = series.frames
     rows = np.flatnonzero(f["face_found"].to_numpy())
@@ -1506,7 +1537,7 @@ def _several_faces(series: FrameSeries, lm: Landmarker) -> list[str]:
     several = other = 0
     with contextlib.closing(_frames_at(series.info, times)) as grabbed:
         for t, rgb in grabbed:
-            face = _detect(lm, rgb)
+            face = find(rgb)
             if face is None or face.n_faces < 2:
                 continue
             several += 1

@@ -172,3 +172,30 @@ def test_tracking_from_planes_finds_the_points_tracking_from_rgb(real_clip) -> N
             assert np.allclose(tr.blendshapes(batch)[1], [b.blendshapes[k] for k in BLENDSHAPE_MODEL_NAMES], atol=1e-6)
             assert np.allclose(tr.head_pose(batch)[0], a.transform)
             previous = b.points_px
+
+
+def test_finding_a_face_in_a_whole_image_gives_the_face_landmarker_s_points(portraits, landmarker) -> None:  # type: ignore[no-untyped-def]
+    """FaceTracker.find runs the bundle's face detector as MediaPipe's IMAGE mode does, then the landmark
+    model on the detected box: the same points, and the faces counted."""
+    import cv2
+
+    with FaceTracker() as tr:
+        for name, img in portraits.items():
+            want, got = landmarker.detect(img), tr.find(img)
+            assert got is not None and got.n_faces == 1 and got.image_size == want.image_size
+            iris = np.hypot(*(want.xy(CONTOURS[Side.LEFT].iris_lateral) - want.xy(CONTOURS[Side.LEFT].iris_medial)))
+            # measured 0.004 (obama) and 0.006 (astronaut) iris diameters
+            assert np.median(np.hypot(*(got.points_px[:, :2] - want.points_px[:, :2]).T)) < 0.03 * iris, name
+            assert abs(got.blendshapes["mouthSmileLeft"] - want.blendshapes["mouthSmileLeft"]) < 0.1
+        # two faces side by side, the left one smaller: both counted (as the Face Landmarker counts
+        # them), the larger one measured
+        a = portraits["obama"]
+        small = cv2.resize(a, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
+        pair = np.zeros((700, small.shape[1] + a.shape[1], 3), np.uint8)
+        pair[:, : small.shape[1]] = small[:700]
+        pair[:, small.shape[1] :] = a[:700]
+        both = tr.find(pair)
+        assert both is not None and both.n_faces == 2 == landmarker.detect(pair).n_faces
+        assert both.points_px[:, 0].min() > small.shape[1]  # the larger face (obama's), on the right
+        assert len(tr.faces(pair)) == 2 and tr.faces(pair)[0][0][2] > tr.faces(pair)[1][0][2]
+        assert tr.find(np.full((480, 640, 3), 128, np.uint8)) is None
