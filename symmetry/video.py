@@ -569,6 +569,8 @@ class _Segment:
     values: list[np.ndarray] = field(default_factory=list)
     points: list[np.ndarray] = field(default_factory=list)
     decoded: int = 0
+    checks: list[float] = field(default_factory=list)  # times to count the faces at (tracker only)
+    faces: list[tuple[int, bool]] = field(default_factory=list)  # (faces, the followed face is the largest)
 
 
 #: Values a worker keeps per frame (the geometry comes later from the kept points, vectorised).
@@ -695,9 +697,22 @@ def _run_segment(
                 kept = _frame_values(face)
                 seg.values.append(kept[0])
                 seg.points.append(kept[1])
+            if tracker is not None and seg.checks and t >= seg.checks[0]:
+                seg.checks.pop(0)
+                seg.faces.append(_count_faces(tracker, image, points))
             if progress is not None:
                 progress(1)
     _finish_tracked(tracker, seg, pending)
+
+
+def _count_faces(tracker: FaceTracker, image: YUV420Image | np.ndarray, points: np.ndarray | None) -> tuple[int, bool]:
+    """(faces in the frame, whether the followed face's eyes lie in the largest face's box)."""
+    faces = tracker.faces(image)
+    if not faces or points is None:
+        return len(faces), True
+    box = faces[0][0]
+    mid = (points[int(LM.RIGHT_IRIS_CENTER), :2] + points[int(LM.LEFT_IRIS_CENTER), :2]) / 2.0
+    return len(faces), bool(np.all(np.abs(mid - box[:2]) <= box[2:4] / 2.0))
 
 
 #: Tracked frames whose blendshapes and head pose are computed together (each model's weights stay
@@ -725,6 +740,7 @@ class _RawSeries:
     values: np.ndarray  # (n, _N_VALUES) float64
     points: np.ndarray  # (n, len(POINT_IDS), 2) float32
     decoded: int
+    faces: list[tuple[int, bool]] | None = None  # faces counted at sampled frames (tracker only)
 
 
 def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | None) -> _RawSeries:
@@ -738,13 +754,17 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
     """
     workers = options.n_workers()
     segments = _plan_segments(info, workers)
+    use_tracker = options.uses_tracker()
+    if use_tracker and math.isfinite(info.duration_s):
+        # frames spread over the video where the workers count the faces (see _several_faces)
+        for k in range(_FACE_SAMPLES):
+            at = (k + 0.5) / _FACE_SAMPLES * info.duration_s
+            next(s for s in reversed(segments) if s.start_s <= at).checks.append(at)
     queue = list(segments)
     lock = threading.Lock()
     stop = threading.Event()
     errors: list[BaseException] = []
     lm_options = LandmarkerOptions(model_path=options.model_path, running_mode=RunningMode.VIDEO, num_faces=1)
-
-    use_tracker = options.uses_tracker()
 
     def work() -> None:
         try:
@@ -804,7 +824,8 @@ def _landmark_pass(info: VideoInfo, options: VideoOptions, progress: Progress | 
     lost = ~np.isfinite(values[:, 0])  # no face, or a degenerate one: the whole row is missing
     values[lost] = np.nan
     points[lost] = np.nan
-    return _RawSeries(np.asarray(times), values, points, decoded)
+    counted = use_tracker and math.isfinite(info.duration_s)
+    return _RawSeries(np.asarray(times), values, points, decoded, [f for s in segments for f in s.faces] if counted else None)
 
 
 # --------------------------------------------------------------------------- the series
@@ -1365,7 +1386,12 @@ class VideoAnalyser:
         short = _ends_early(info, raw.time_s, self.options.frame_stride)
         if short:
             series.warnings.insert(0, short)
-        series.warnings.extend(_several_faces(series, self._finder()))
+        if raw.faces is not None:
+            series.warnings.extend(_several_faces_warning(sum(n > 1 for n, _ in raw.faces),
+                                                          sum(n > 1 and not largest for n, largest in raw.faces),
+                                                          len(raw.faces)))
+        else:
+            series.warnings.extend(_several_faces(series, self._finder()))
         return series
 
     def measure(
@@ -1515,7 +1541,8 @@ class VideoAnalyser:
         ), untracked
 
 
-#: Frames sampled (evenly over the frames with a face) to look for other faces in the picture.
+#: Frames sampled (evenly over the frames with a face; with the tracker, evenly over the video during
+#: the pass) to look for other faces in the picture.
 _FACE_SAMPLES = 5
 
 
@@ -1546,9 +1573,15 @@ def _several_faces(series: FrameSeries, find: Callable[[np.ndarray], FaceLandmar
             big = (face.points_px[LM.RIGHT_IRIS_CENTER, :2] + face.points_px[LM.LEFT_IRIS_CENTER, :2]) / 2.0
             if float(np.hypot(*(mid - big))) > 0.5 * max(inter_pupil_px(face.points_px), 1.0):
                 other += 1
+    return _several_faces_warning(several, other, len(times))
+
+
+def _several_faces_warning(several: int, other: int, sampled: int) -> list[str]:
+    """The warning of :func:`_several_faces`: ``several`` of the ``sampled`` frames showed several faces,
+    and in ``other`` of those the series followed a face that is not the largest."""
     if not several:
         return []
-    text = f"several faces in the picture ({several} of {len(times)} sampled frames)"
+    text = f"several faces in the picture ({several} of {sampled} sampled frames)"
     if other:
         return [f"{text}: in {other} of them the series follows a smaller face, not the largest; "
                 "crop the video to the patient"]
