@@ -114,6 +114,24 @@ def test_segment_finds_rest_events_and_drops_blinks(script: pd.DataFrame) -> Non
     assert seg.rest_mask[int(6.0 * FPS)] and not seg.rest_mask[int(4.0 * FPS)]
 
 
+def test_raised_brows_of_a_face_that_frowns_at_rest_are_not_taken_for_rest() -> None:
+    """A resting face often holds some browDown (the benchmark clip's portrait: 0.08-0.12, with other
+    resting blendshapes); raising the brows takes it to 0. With a brow raise a third of the time (a
+    1.5 mm raise, as the landmark model reads the clip's 3 mm), ranking frames toward rest by every
+    non-neutral blendshape took the raised brows for the rest and lost every brow raise."""
+    f = _series(24.0)
+    for bs in ("browDownLeft", "browDownRight"):
+        f[f"bs_{bs}"] = 0.2
+    for start in (1.0, 7.0, 13.0, 19.0):
+        for side in ("right", "left"):
+            _paint(f, start, start + 2.0, f"brow_height_{side}", 1.5)
+        for bs in ("browDownLeft", "browDownRight"):
+            _paint(f, start, start + 2.0, f"bs_{bs}", -0.2)
+    seg = segment(f)
+    assert [e.expression for e in seg.events] == ["brow_raise"] * 4
+    assert seg.baseline["brow_height_right"] == pytest.approx(20.0, abs=0.1)
+
+
 def test_open_smile_when_lips_part(script: pd.DataFrame) -> None:
     for side in ("right", "left"):
         _paint(script, 3.0, 5.0, f"interlabial_gap_{side}", 4.0)
