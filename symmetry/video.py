@@ -29,13 +29,12 @@ Conventions
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import os
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -1075,8 +1074,11 @@ def _frames_at(info: VideoInfo, times: Sequence[float]) -> Iterator[tuple[float,
     tol = 0.5 / info.fps
     with _open(source) as container:
         stream = container.streams.video[0]
-        # no frame threading: each seek decodes a few dozen frames to its target, and frame threads
-        # add latency to every one of them (154 peaks of a 10-minute clip: 5.0 s with, 2.7 s without)
+        # one decoding thread: each seek decodes a few dozen frames to its target, and frame threads
+        # add latency to every one of them (154 peaks of a 10-minute clip: 5.0 s with, 2.7 s without);
+        # the default slice threads cost half again as much CPU per frame on single-slice streams
+        # (1.5 against 1.0 ms at 720p), and the callers already run one decoder per core
+        stream.codec_context.thread_count = 1
         it: Iterator[tuple[float, Any]] | None = None
         last_t = -math.inf
         cached: tuple[float, np.ndarray] | None = None
@@ -1463,22 +1465,31 @@ class VideoAnalyser:
             return out
 
         if rest_photo is not None and by_time:
-            # Decoding (here) overlaps with detection and tracking (OpenCV releases the GIL) in a
-            # few threads; at most two frames per thread wait, so memory stays bounded.
-            n_threads = max(1, min(opts.n_workers(), len(by_time)))
+            # Each thread decodes its share of the peak frames (a run of consecutive peaks: one seek
+            # serves the peaks close together) and measures each as it comes; decoding and
+            # measuring release the GIL, so the threads keep the cores busy. One frame per thread
+            # is held at a time.
+            targets = list(by_time)
+            n_threads = max(1, min(opts.n_workers(), len(targets)))
+            shares = [targets[len(targets) * k // n_threads : len(targets) * (k + 1) // n_threads] for k in range(n_threads)]
+            stop = threading.Event()
+
+            def measure_share(share: list[float]) -> dict[int, VideoEvent]:
+                out: dict[int, VideoEvent] = {}
+                with contextlib.closing(_frames_at(series.info, share)) as grabbed:
+                    for target, rgb in grabbed:
+                        if stop.is_set():
+                            break
+                        out.update(peak(target, rgb))
+                return out
+
             with ThreadPoolExecutor(n_threads, thread_name_prefix="symmetry-peaks") as pool:
-                pending: collections.deque[Future[dict[int, VideoEvent]]] = collections.deque()
+                futures = [pool.submit(measure_share, share) for share in shares if share]
                 try:
-                    with contextlib.closing(_frames_at(series.info, list(by_time))) as grabbed:
-                        for target, rgb in grabbed:
-                            pending.append(pool.submit(peak, target, rgb))
-                            while len(pending) > 2 * n_threads:
-                                measured.update(pending.popleft().result())
-                    while pending:
-                        measured.update(pending.popleft().result())
+                    for f in futures:
+                        measured.update(f.result())
                 finally:
-                    for f in pending:
-                        f.cancel()
+                    stop.set()
         for k, ev in enumerate(seg.events):
             if k not in measured:
                 measured[k] = VideoEvent(ev.expression, ev.start_s, ev.end_s, ev.peak_s,
