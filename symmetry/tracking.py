@@ -27,6 +27,7 @@ Points are not smoothed across frames (MediaPipe's VIDEO mode filters them).
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zipfile
@@ -170,6 +171,20 @@ class TrackerOptions:
 _BLACK_YUV = (16.0, 128.0, 128.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _upright(w: int, h: int, rotation_deg: int) -> np.ndarray:
+    """Upright image px -> stored px (2 x 3) for a stored (w, h) image shown turned by ``rotation_deg``."""
+    m = {
+        0: [[1, 0, 0], [0, 1, 0]],
+        90: [[0, -1, w - 1], [1, 0, 0]],
+        180: [[-1, 0, w - 1], [0, -1, h - 1]],
+        270: [[0, 1, 0], [-1, 0, h - 1]],
+    }[rotation_deg]
+    out = np.asarray(m, dtype=np.float64)
+    out.flags.writeable = False
+    return out
+
+
 @dataclass(frozen=True)
 class YUV420Image:
     """A decoded video frame as its 8-bit 4:2:0 planes, read where it lies (no whole-frame conversion).
@@ -205,25 +220,20 @@ class YUV420Image:
         image counter-clockwise, 270 clockwise.
         """
         h, w = y.shape[:2]
-        upright = {
-            0: [[1, 0, 0], [0, 1, 0]],
-            90: [[0, -1, w - 1], [1, 0, 0]],
-            180: [[-1, 0, w - 1], [0, -1, h - 1]],
-            270: [[0, 1, 0], [-1, 0, h - 1]],
-        }[rotation_deg % 360]
         size = (h, w) if rotation_deg % 180 else (w, h)
-        return cls(y, u, v, np.asarray(upright, dtype=np.float64), size)
+        return cls(y, u, v, _upright(w, h, rotation_deg % 360), size)
 
     def crop(self, m: np.ndarray, side: int) -> np.ndarray:
         """RGB (side, side, 3) uint8 sampled at ``m @ (u, v, 1)`` of the upright image (bilinear, even ``side``)."""
         import cv2
 
-        to_raw = self.upright @ np.vstack([m, [0.0, 0.0, 1.0]])  # crop px -> stored luma px
+        to_raw = self.upright[:, :2] @ m
+        to_raw[:, 2] += self.upright[:, 2]  # crop px -> stored luma px
         # a chroma crop pixel (p, q) covers luma crop pixels 2p..2p+1: centre 2p + 0.5; stored chroma
         # sample j covers luma 2j..2j+1, so the chroma plane coordinate of luma x is (x - 0.5) / 2
-        up = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
-        to_chroma = (np.vstack([to_raw, [0.0, 0.0, 1.0]]) @ up)[:2] * 0.5
-        to_chroma[:, 2] -= 0.25
+        to_chroma = np.empty((2, 3))
+        to_chroma[:, :2] = to_raw[:, :2]
+        to_chroma[:, 2] = 0.25 * (to_raw[:, 0] + to_raw[:, 1]) + 0.5 * to_raw[:, 2] - 0.25
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         half = side // 2
         i420 = np.empty((side * 3 // 2, side), dtype=np.uint8)

@@ -122,8 +122,11 @@ def _point_ids() -> tuple[int, ...]:
 #: Landmarks kept per frame (everything the measures and the overlay use).
 POINT_IDS: tuple[int, ...] = _point_ids()
 
-#: Warm-up of a worker's landmarker before its segment starts, s.
+#: Warm-up of a worker's landmarker before its segment starts, s (MediaPipe's VIDEO mode smooths
+#: its points across frames), and of a worker's tracker, in analysed frames (it carries nothing from
+#: frame to frame but the face region, which settles within a frame of finding the face).
 _WARMUP_S = 0.5
+_TRACKER_WARMUP_FRAMES = 5
 #: Shortest segment given to one worker, s.
 _MIN_SEGMENT_S = 8.0
 #: Segments aim at this length, s (several per worker balance the load).
@@ -646,7 +649,8 @@ def _run_segment(
     workers: int,
 ) -> None:
     source = info.source
-    warm_from = seg.start_s - _WARMUP_S if seg.start_s > 0 else -math.inf
+    warm_s = _TRACKER_WARMUP_FRAMES * stride / info.fps if tracker is not None else _WARMUP_S
+    warm_from = seg.start_s - warm_s if seg.start_s > 0 else -math.inf
     previous: np.ndarray | None = None  # the tracker's last points (image px)
     pending: list[tuple[int, np.ndarray]] = []  # (row, points) of tracked frames awaiting blendshapes
     with _open(source) as container:

@@ -151,6 +151,10 @@ def test_the_face_crop_from_a_frame_s_planes_is_the_crop_of_its_rgb(rotation, po
         if centre == inside:
             shifted = planes.crop(m + [[0, 0, 0.5], [0, 0, 0]], 256).astype(int)
             assert np.abs(shifted - want).mean() > 2.0  # the check can tell half a pixel
+            # the colour too: chroma (Cr, Cb) within 0.72 levels (measured); chroma planes read a
+            # third of their pixel off give 0.87, one pixel off 1.42
+            ycc = [cv2.cvtColor(x.astype(np.uint8), cv2.COLOR_RGB2YCrCb)[..., 1:].astype(int) for x in (got, want)]
+            assert np.abs(ycc[0] - ycc[1]).mean() < 0.8
 
 
 def test_tracking_from_planes_finds_the_points_tracking_from_rgb(real_clip) -> None:  # type: ignore[no-untyped-def]
